@@ -537,6 +537,7 @@ class AutoBertZeroForPreTraining(AutoBertZeroPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            **kwargs,
         )
         prediction_scores, seq_relationship_score = self.cls(outputs.last_hidden_state, outputs.pooler_output)
 
@@ -607,6 +608,7 @@ class AutoBertZeroForMaskedLM(AutoBertZeroPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            **kwargs,
         )
         prediction_scores = self.cls(outputs.last_hidden_state)
         loss = None
@@ -653,6 +655,7 @@ class AutoBertZeroForSequenceClassification(AutoBertZeroPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            **kwargs,
         )
         logits = self.classifier(self.dropout(outputs.pooler_output))
 
@@ -722,6 +725,7 @@ class AutoBertZeroForMultipleChoice(AutoBertZeroPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            **kwargs,
         )
         reshaped_logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)
         loss = CrossEntropyLoss()(reshaped_logits, labels) if labels is not None else None
@@ -764,6 +768,7 @@ class AutoBertZeroForTokenClassification(AutoBertZeroPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            **kwargs,
         )
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
@@ -809,6 +814,7 @@ class AutoBertZeroForQuestionAnswering(AutoBertZeroPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            **kwargs,
         )
         logits = self.qa_outputs(outputs.last_hidden_state)
         start_logits, end_logits = (part.squeeze(-1).contiguous() for part in logits.split(1, dim=-1))
