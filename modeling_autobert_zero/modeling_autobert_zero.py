@@ -72,25 +72,52 @@ class AutoBertZeroEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(embeddings))
 
 
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """Which instructions to run, and after each one which values are dead and can be freed.
+
+    Freeing values at their last use keeps the interpreter's peak memory at what the program needs live,
+    rather than every intermediate of the layer (which matters in inference; in training autograd keeps
+    what backward needs anyway).
+    """
+
+    steps: tuple[int, ...]
+    release_after: dict
+
+    @classmethod
+    def build(cls, program: Program, roots: list, keep: set) -> "ExecutionPlan":
+        """Run the instructions ``roots`` depend on, keeping the values in ``keep`` to the end."""
+        steps = tuple(_ancestors(program, roots))
+        last_use: dict = {}
+        for index in steps:
+            for arg in program.instructions[index].args:
+                last_use[arg] = index
+        release_after: dict = {}
+        for value, index in last_use.items():
+            if value not in keep:
+                release_after.setdefault(index, []).append(value)
+        return cls(steps, {index: tuple(values) for index, values in release_after.items()})
+
+
 def run_program(
     program: Program,
     shapes: list[tuple[str, str]],
+    plan: ExecutionPlan,
     values: dict,
     token_mask: torch.Tensor | None,
     head_dim: int,
     weights_dropout: Callable[[torch.Tensor], torch.Tensor],
-    targets: list[int],
 ) -> dict:
     """Interpret ``program`` over per-head tensors ``(batch, heads, rows, cols)``; SPEC §2's padding rule.
 
-    ``values`` maps input names (already projected and padding-zeroed) and any computed instruction indices
-    to tensors; it is extended in place with the instructions in ``targets`` (ascending) and returned.
-    ``token_mask`` is ``(batch, 1, seq)`` bool (True = real token) or ``None`` when nothing is padded, in
-    which case no masking work is done. A softmax over a token axis gives padded positions weight 0 and is
-    followed by ``weights_dropout`` (BERT's attention-probability dropout); every value with a token axis
-    has its padded positions set to 0 after every op, so padding can never reach a real token.
+    ``values`` maps the input names (already projected and padding-zeroed) to tensors; the instructions of
+    ``plan`` are added to it under their indices, and dead ones removed, in place. ``token_mask`` is
+    ``(batch, 1, seq)`` bool (True = real token) or ``None`` when nothing is padded, in which case no
+    masking work is done. A softmax over a token axis gives padded positions weight 0 and is followed by
+    ``weights_dropout`` (BERT's attention-probability dropout); every value with a token axis has its padded
+    positions set to 0 after every op, so padding can never reach a real token.
     """
-    for index in targets:
+    for index in plan.steps:
         instruction = program.instructions[index]
         operands = [values[arg] for arg in instruction.args]
         rows, cols = shapes[index]
@@ -101,12 +128,15 @@ def run_program(
             result = weights_dropout(torch.softmax(scores, dim=-1))
         else:
             result = OPS[instruction.op].function(*operands, head_dim)
+        del operands
         if token_mask is not None:
             if rows == TOKEN_AXIS:
                 result = result.masked_fill(~token_mask[..., :, None], 0.0)
             if cols == TOKEN_AXIS:
                 result = result.masked_fill(~token_mask[..., None, :], 0.0)
         values[index] = result
+        for dead in plan.release_after.get(index, ()):
+            del values[dead]
     return values
 
 
@@ -167,20 +197,21 @@ class AutoBertZeroSearchedAttention(nn.Module):
         self.output_projection = nn.Linear(config.hidden_size, config.hidden_size)
         self.weights_dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.fused_plan: FusedAttentionPlan | None = fused_attention_plan(program)
-        self._all_instructions = list(range(len(program)))
+        output = len(program) - 1
+        # the attention weights worth returning: the last softmax over keys with an (n, n) shape
+        weights = [
+            index
+            for index, instruction in enumerate(program.instructions)
+            if instruction.op == "softmax" and self.shapes[index] == (TOKEN_AXIS, TOKEN_AXIS)
+        ]
+        self._weights_index = weights[-1] if weights else None
+        self._interpreter_plan = ExecutionPlan.build(program, [output], keep={output})
+        self._interpreter_plan_with_weights = ExecutionPlan.build(program, [output], keep={output, *weights[-1:]})
         if self.fused_plan is not None:
-            plan = self.fused_plan
-            self._fused_prefix = _ancestors(program, [plan.query, plan.key, plan.value])
-            self._fused_scaling = self.head_dim ** (-plan.scale_count / 2)
-            self._weights_index = program.instructions[-1].args[0]
-        else:
-            # the attention weights worth returning: the last softmax over keys with an (n, n) shape
-            candidates = [
-                index
-                for index, instruction in enumerate(program.instructions)
-                if instruction.op == "softmax" and self.shapes[index] == (TOKEN_AXIS, TOKEN_AXIS)
-            ]
-            self._weights_index = candidates[-1] if candidates else None
+            fused = self.fused_plan
+            fused_inputs = [fused.query, fused.key, fused.value]
+            self._fused_inputs_plan = ExecutionPlan.build(program, fused_inputs, keep=set(fused_inputs))
+            self._fused_scaling = self.head_dim ** (-fused.scale_count / 2)
 
     def forward(
         self,
@@ -201,26 +232,25 @@ class AutoBertZeroSearchedAttention(nn.Module):
         if self.fused_plan is not None and not output_attentions and not use_interpreter:
             plan = self.fused_plan
             dropout = self.weights_dropout.p if self.training else 0.0
-            run_program(self.program, self.shapes, values, token_mask, self.head_dim, self.weights_dropout, self._fused_prefix)
+            run_program(self.program, self.shapes, self._fused_inputs_plan, values, token_mask, self.head_dim, self.weights_dropout)
             attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
                 self.config._attn_implementation, eager_attention_forward
             )
+            query, key, value = (values[operand] for operand in (plan.query, plan.key, plan.value))
+            del values
             context, _ = attention_interface(
-                self,
-                values[plan.query],
-                values[plan.key],
-                values[plan.value],
-                attention_mask,
-                dropout=dropout,
-                scaling=self._fused_scaling,
+                self, query, key, value, attention_mask, dropout=dropout, scaling=self._fused_scaling
             )  # (batch, seq, heads, head_dim)
+            del query, key, value
             weights = None
             if token_mask is not None:
                 context = context.masked_fill(~token_mask[:, 0, :, None, None], 0.0)
         else:
-            run_program(self.program, self.shapes, values, token_mask, self.head_dim, self.weights_dropout, self._all_instructions)
+            plan = self._interpreter_plan_with_weights if output_attentions else self._interpreter_plan
+            run_program(self.program, self.shapes, plan, values, token_mask, self.head_dim, self.weights_dropout)
             context = values[len(self.program) - 1].transpose(1, 2)  # (batch, seq, heads, head_dim)
             weights = values[self._weights_index] if output_attentions and self._weights_index is not None else None
+            del values
         return self.output_projection(context.reshape(batch, seq_len, hidden)), weights
 
 
@@ -261,7 +291,7 @@ class AutoBertZeroLayer(GradientCheckpointingLayer):
     def __init__(self, config: AutoBertZeroConfig, layer_idx: int):
         super().__init__()
         compiled = config.compiled_layers[layer_idx]
-        if isinstance(compiled, Program):
+        if config.layers[layer_idx]["type"] == "attention":
             self.mixer = AutoBertZeroSearchedAttention(config, compiled, layer_idx)
         else:
             self.mixer = AutoBertZeroLightweightConv(config, compiled, layer_idx)

@@ -1,0 +1,205 @@
+"""Speed, FLOPs, parameters and memory of AutoBERT-Zero against `transformers.BertModel`, in one process.
+
+    python scripts/benchmark_model.py [--json] [--repeats 7] [--sizes small base]
+
+For `bert` and `autobert-zero` at each size, every number is a ratio to a `BertModel` (sdpa attention) of
+the same size measured in the same run: forward time (batch 8 × 128, inference mode), train-step time
+(forward + backward, batch 32 × 128, `small` only), inference FLOPs at sequence 128
+(`torch.utils.flop_counter`), parameters, and peak memory. Times are medians of `--repeats` runs with the
+models interleaved, so drift in machine load hits all of them alike. Peak memory is measured per model
+in isolation, in a fresh subprocess, as the peak above the process's baseline before the model was built:
+peak RSS (VmHWM, with glibc's mmap threshold fixed so that freed memory is returned) on CPU, the
+CUDA allocator's peak on a GPU. With `--json` the last line is one
+JSON object of all figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import BertConfig, BertModel
+
+from modeling_autobert_zero import AutoBertZeroConfig, AutoBertZeroModel
+
+
+SEQ_LEN = 128
+INFER_BATCH = 8
+TRAIN_BATCH = 32
+MODELS = ("bert_reference", "bert", "autobert_zero")
+
+
+def build_model(name: str, size: str) -> torch.nn.Module:
+    """`bert_reference` is `transformers.BertModel`; the others are presets of this package, same sizes."""
+    if name == "bert_reference":
+        preset = AutoBertZeroConfig.from_preset("bert", size)
+        config = BertConfig(
+            hidden_size=preset.hidden_size,
+            num_attention_heads=preset.num_attention_heads,
+            intermediate_size=preset.intermediate_size,
+            num_hidden_layers=preset.num_hidden_layers,
+            attn_implementation="sdpa",
+        )
+        return BertModel(config)
+    config = AutoBertZeroConfig.from_preset(name.replace("_", "-"), size, attn_implementation="sdpa")
+    return AutoBertZeroModel(config)
+
+
+def make_inputs(batch: int, vocab_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(1, vocab_size, (batch, SEQ_LEN), generator=generator)
+    return {"input_ids": input_ids.to(device), "attention_mask": torch.ones_like(input_ids).to(device)}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def inference_step(model: torch.nn.Module, inputs: dict) -> None:
+    with torch.inference_mode():
+        model(**inputs)
+
+
+def train_step(model: torch.nn.Module, inputs: dict) -> None:
+    model.zero_grad(set_to_none=True)
+    model(**inputs).last_hidden_state.float().pow(2).mean().backward()
+
+
+def interleaved_medians(models: dict, step, inputs: dict, repeats: int, device: torch.device) -> dict[str, float]:
+    """Median seconds per step for each model; one warm-up each, then the models take turns."""
+    for model in models.values():
+        step(model, inputs)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            synchronize(device)
+            start = time.perf_counter()
+            step(model, inputs)
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def inference_flops(model: torch.nn.Module, device: torch.device) -> int:
+    inputs = make_inputs(1, model.config.vocab_size, device)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(**inputs)
+    return counter.get_total_flops()
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set (VmHWM). Unlike `ru_maxrss`, it is not inherited from the parent
+    across fork + exec, so a small child of a big benchmark process still measures itself."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("/proc/self/status has no VmHWM line; peak RSS cannot be measured on this system")
+
+
+def memory_probe(name: str, size: str, mode: str, device_name: str) -> int:
+    """Peak bytes above the baseline taken before the model was built (run in a fresh subprocess)."""
+    device = torch.device(device_name)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        baseline = torch.cuda.memory_allocated()
+    else:
+        baseline = peak_rss_bytes()
+    torch.manual_seed(0)
+    model = build_model(name, size).to(device)
+    if mode == "infer":
+        model.eval()
+        inference_step(model, make_inputs(INFER_BATCH, model.config.vocab_size, device))
+    else:
+        model.train()
+        train_step(model, make_inputs(TRAIN_BATCH, model.config.vocab_size, device))
+    synchronize(device)
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() - baseline
+    return peak_rss_bytes() - baseline
+
+
+def isolated_peak_memory(name: str, size: str, mode: str, device: torch.device) -> int:
+    command = [sys.executable, __file__, "--memory-probe", name, size, mode, str(device)]
+    # glibc keeps freed blocks above its adaptive mmap threshold in the heap, so peak RSS would depend on
+    # allocation history; a fixed threshold returns freed activations to the OS and RSS tracks live memory.
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    result = subprocess.run(command, capture_output=True, text=True, check=True, env=environment)
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def benchmark(sizes: list[str], repeats: int, device: torch.device) -> dict[str, float]:
+    results: dict[str, float] = {}
+    for size in sizes:
+        torch.manual_seed(0)
+        models = {name: build_model(name, size).to(device).eval() for name in MODELS}
+        vocab_size = models["bert_reference"].config.vocab_size
+        reference_flops = inference_flops(models["bert_reference"], device)
+        reference_params = sum(p.numel() for p in models["bert_reference"].parameters())
+        infer_times = interleaved_medians(models, inference_step, make_inputs(INFER_BATCH, vocab_size, device), repeats, device)
+        infer_memory = {name: isolated_peak_memory(name, size, "infer", device) for name in MODELS}
+        train_times = train_memory = None
+        if size == "small":
+            for model in models.values():
+                model.train()
+            train_times = interleaved_medians(models, train_step, make_inputs(TRAIN_BATCH, vocab_size, device), repeats, device)
+            train_memory = {name: isolated_peak_memory(name, size, "train", device) for name in MODELS}
+        for name in MODELS[1:]:
+            key = f"{name}_{size}"
+            flops = inference_flops(models[name], device)
+            results[f"{key}_params"] = sum(p.numel() for p in models[name].parameters())
+            results[f"{key}_params_ratio"] = results[f"{key}_params"] / reference_params
+            results[f"{key}_flops"] = flops
+            results[f"{key}_flops_ratio"] = flops / reference_flops
+            results[f"{key}_infer_ratio"] = infer_times[name] / infer_times["bert_reference"]
+            results[f"{key}_memory_ratio"] = infer_memory[name] / infer_memory["bert_reference"]
+            if train_times is not None:
+                results[f"{key}_train_ratio"] = train_times[name] / train_times["bert_reference"]
+                results[f"{key}_train_memory_ratio"] = train_memory[name] / train_memory["bert_reference"]
+        results[f"bert_reference_{size}_infer_seconds"] = infer_times["bert_reference"]
+        results[f"bert_reference_{size}_flops"] = reference_flops
+        if train_times is not None:
+            results[f"bert_reference_{size}_train_seconds"] = train_times["bert_reference"]
+    return results
+
+
+def print_table(results: dict[str, float], sizes: list[str], device: torch.device) -> None:
+    print(f"device: {device}; torch threads: {torch.get_num_threads()}; ratios are vs transformers.BertModel (sdpa)")
+    columns = ("params", "flops", "infer", "memory", "train", "train_memory")
+    print(f"{'model':<22}" + "".join(f"{column:>14}" for column in columns))
+    for size in sizes:
+        for name in MODELS[1:]:
+            key = f"{name}_{size}"
+            cells = [results.get(f"{key}_{column}_ratio") for column in columns]
+            print(f"{key:<22}" + "".join(f"{cell:>14.3f}" if cell is not None else f"{'-':>14}" for cell in cells))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", nargs="+", default=["small", "base"], choices=["small", "base", "large"])
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per model (median reported; >= 5)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of all figures")
+    parser.add_argument("--memory-probe", nargs=4, metavar=("MODEL", "SIZE", "MODE", "DEVICE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_probe:
+        print(memory_probe(*args.memory_probe))
+        return
+    device = torch.device(args.device)
+    results = benchmark(args.sizes, args.repeats, device)
+    print_table(results, args.sizes, device)
+    if args.json:
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
