@@ -107,6 +107,43 @@ def _euclidean(left: torch.Tensor, right: torch.Tensor, head_dim: int) -> torch.
     return torch.sqrt(squared.clamp_min(0) + NORM_EPS)
 
 
+class _LogSigmoid(torch.autograd.Function):
+    """``log σ(x)`` that keeps only its output for backward: ``d/dx log σ(x) = 1 − σ(x) = −expm1(y)``.
+
+    ``F.logsigmoid`` keeps its input and a same-sized buffer, two tensors per use where one suffices;
+    searched programs chain these element-wise ops, so in training this halves what they store.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = F.logsigmoid(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return grad * -torch.expm1(y)
+
+
+class _Softsign(torch.autograd.Function):
+    """``x / (1 + |x|)`` that keeps only its output: ``d/dx = 1 / (1 + |x|)² = (1 − |y|)²``.
+
+    ``F.softsign`` is composite and keeps its input and two intermediates for backward.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = x / (1 + x.abs())
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return grad * (1 - y.abs()).square()
+
+
 def _last_axis(shapes: Sequence[Shape]) -> str:
     return shapes[0][1]
 
@@ -116,8 +153,8 @@ OPS: dict[str, OpSpec] = {
     "transpose": OpSpec(1, _transposed, lambda x, head_dim: x.transpose(-1, -2)),
     "scale": OpSpec(1, _same_shape, lambda x, head_dim: x * head_dim**-0.5),
     "softmax": OpSpec(1, _same_shape, lambda x, head_dim: torch.softmax(x, dim=-1), contracted_axis=_last_axis),
-    "logsigmoid": OpSpec(1, _same_shape, lambda x, head_dim: F.logsigmoid(x)),
-    "softsign": OpSpec(1, _same_shape, lambda x, head_dim: F.softsign(x)),
+    "logsigmoid": OpSpec(1, _same_shape, lambda x, head_dim: _LogSigmoid.apply(x)),
+    "softsign": OpSpec(1, _same_shape, lambda x, head_dim: _Softsign.apply(x)),
     "add": OpSpec(2, _equal_shapes, lambda x, y, head_dim: x + y, commutative=True),
     "matmul": OpSpec(2, _matmul_shape, lambda x, y, head_dim: torch.matmul(x, y), contracted_axis=_last_axis),
     "cosine": OpSpec(2, _row_pair_shape, _cosine, contracted_axis=_last_axis),

@@ -41,9 +41,11 @@ def band_matrix(kernel: torch.Tensor, seq_len: int) -> torch.Tensor:
 def banded_conv(inputs: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     batch, seq_len, hidden = inputs.shape
     heads = kernel.shape[0]
-    per_head = inputs.view(batch, seq_len, heads, hidden // heads).transpose(1, 2)  # (batch, heads, seq, c)
-    outputs = torch.matmul(band_matrix(kernel, seq_len), per_head)
-    return outputs.transpose(1, 2).reshape(batch, seq_len, hidden)
+    per_head = inputs.view(batch, seq_len, heads, hidden // heads)
+    # einsum contracts per head without broadcasting the band over the batch, which `matmul` would
+    # materialise (and keep for backward) as a (batch, heads, seq, seq) copy
+    outputs = torch.einsum("hij,bjhc->bihc", band_matrix(kernel, seq_len), per_head)
+    return outputs.reshape(batch, seq_len, hidden)
 
 
 def fft_conv(inputs: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

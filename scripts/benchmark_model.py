@@ -143,7 +143,8 @@ def benchmark(sizes: list[str], repeats: int, device: torch.device) -> dict[str,
         torch.manual_seed(0)
         models = {name: build_model(name, size).to(device).eval() for name in MODELS}
         vocab_size = models["bert_reference"].config.vocab_size
-        reference_flops = inference_flops(models["bert_reference"], device)
+        flops = {name: inference_flops(model, device) for name, model in models.items()}
+        reference_flops = flops["bert_reference"]
         reference_params = sum(p.numel() for p in models["bert_reference"].parameters())
         infer_times = interleaved_medians(models, inference_step, make_inputs(INFER_BATCH, vocab_size, device), repeats, device)
         infer_memory = {name: isolated_peak_memory(name, size, "infer", device) for name in MODELS}
@@ -155,11 +156,10 @@ def benchmark(sizes: list[str], repeats: int, device: torch.device) -> dict[str,
             train_memory = {name: isolated_peak_memory(name, size, "train", device) for name in MODELS}
         for name in MODELS[1:]:
             key = f"{name}_{size}"
-            flops = inference_flops(models[name], device)
             results[f"{key}_params"] = sum(p.numel() for p in models[name].parameters())
             results[f"{key}_params_ratio"] = results[f"{key}_params"] / reference_params
-            results[f"{key}_flops"] = flops
-            results[f"{key}_flops_ratio"] = flops / reference_flops
+            results[f"{key}_flops"] = flops[name]
+            results[f"{key}_flops_ratio"] = flops[name] / reference_flops
             results[f"{key}_infer_ratio"] = infer_times[name] / infer_times["bert_reference"]
             results[f"{key}_memory_ratio"] = infer_memory[name] / infer_memory["bert_reference"]
             if train_times is not None:
