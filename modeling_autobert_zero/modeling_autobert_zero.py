@@ -313,6 +313,7 @@ class AutoBertZeroLayer(GradientCheckpointingLayer):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         mixed, weights = self.mixer(hidden_states, token_mask, attention_mask, output_attentions, use_interpreter)
         hidden_states = self.mixer_layer_norm(hidden_states + self.mixer_dropout(mixed))
+        del mixed  # not needed by the feed-forward, where the layer's memory peaks
         feed_forward = self.output(self.activation(self.intermediate(hidden_states)))
         return self.output_layer_norm(hidden_states + self.output_dropout(feed_forward)), weights
 
