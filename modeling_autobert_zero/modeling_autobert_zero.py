@@ -383,13 +383,12 @@ class AutoBertZeroLMPredictionHead(nn.Module):
 
 
 class AutoBertZeroPreTrainingHeads(nn.Module):
+    """MLM and NSP heads under BERT's parameter names (`cls.predictions.*`, `cls.seq_relationship.*`)."""
+
     def __init__(self, config: AutoBertZeroConfig):
         super().__init__()
         self.predictions = AutoBertZeroLMPredictionHead(config)
         self.seq_relationship = nn.Linear(config.hidden_size, 2)
-
-    def forward(self, sequence_output: torch.Tensor, pooled_output: torch.Tensor):
-        return self.predictions(sequence_output), self.seq_relationship(pooled_output)
 
 
 class AutoBertZeroPreTrainedModel(PreTrainedModel):
@@ -501,9 +500,31 @@ class AutoBertZeroModel(AutoBertZeroPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
+def masked_lm_scores(
+    head: nn.Module, sequence_output: torch.Tensor, labels: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """MLM logits and loss. With `labels`, only the positions that have a label (not -100) go through the head.
+
+    The vocabulary projection is the costliest part of pretraining a small model (at `small` it costs about
+    as much as the encoder), and only the ~15% masked positions contribute to the loss, so — as fairseq and
+    ELECTRA do — the logits are computed there alone: the loss is the same, the logits then have shape
+    `(num_masked, vocab_size)`, in the order of `labels[labels != -100]`. Without labels, every position
+    gets logits `(batch, seq, vocab_size)` as in BERT.
+    """
+    if labels is None:
+        return head(sequence_output), None
+    labelled = labels != -100
+    scores = head(sequence_output[labelled])  # (num_masked, vocab_size)
+    return scores, CrossEntropyLoss()(scores, labels[labelled])
+
+
 @dataclass
 class AutoBertZeroForPreTrainingOutput(ModelOutput):
-    """Like `BertForPreTrainingOutput`, with the two losses also reported separately for logging."""
+    """Like `BertForPreTrainingOutput`, with the two losses also reported separately for logging.
+
+    `prediction_logits` has shape `(batch, seq, vocab_size)`, or `(num_masked, vocab_size)` when `labels`
+    were given (see `masked_lm_scores`).
+    """
 
     loss: torch.Tensor | None = None
     prediction_logits: torch.Tensor | None = None
@@ -554,7 +575,8 @@ class AutoBertZeroForPreTraining(AutoBertZeroPreTrainedModel):
     ) -> tuple | AutoBertZeroForPreTrainingOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
-            MLM targets; -100 marks positions without a loss.
+            MLM targets; -100 marks positions without a loss. When given, logits are computed at the labelled
+            positions only and `prediction_logits` has shape `(num_masked, vocab_size)`.
         next_sentence_label (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             0 if segment B continues segment A, 1 if it is a random segment.
         """
@@ -570,13 +592,12 @@ class AutoBertZeroForPreTraining(AutoBertZeroPreTrainedModel):
             return_dict=True,
             **kwargs,
         )
-        prediction_scores, seq_relationship_score = self.cls(outputs.last_hidden_state, outputs.pooler_output)
+        prediction_scores, masked_lm_loss = masked_lm_scores(self.cls.predictions, outputs.last_hidden_state, labels)
+        seq_relationship_score = self.cls.seq_relationship(outputs.pooler_output)
 
-        total_loss = masked_lm_loss = next_sentence_loss = None
+        total_loss = next_sentence_loss = None
         if labels is not None and next_sentence_label is not None:
-            loss_fct = CrossEntropyLoss()
-            masked_lm_loss = loss_fct(prediction_scores.view(-1, self.config.vocab_size), labels.view(-1))
-            next_sentence_loss = loss_fct(seq_relationship_score.view(-1, 2), next_sentence_label.view(-1))
+            next_sentence_loss = CrossEntropyLoss()(seq_relationship_score.view(-1, 2), next_sentence_label.view(-1))
             total_loss = masked_lm_loss + next_sentence_loss
 
         output = AutoBertZeroForPreTrainingOutput(
@@ -592,12 +613,11 @@ class AutoBertZeroForPreTraining(AutoBertZeroPreTrainedModel):
 
 
 class AutoBertZeroOnlyMLMHead(nn.Module):
+    """The MLM head under BERT's parameter names (`cls.predictions.*`)."""
+
     def __init__(self, config: AutoBertZeroConfig):
         super().__init__()
         self.predictions = AutoBertZeroLMPredictionHead(config)
-
-    def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
-        return self.predictions(sequence_output)
 
 
 class AutoBertZeroForMaskedLM(AutoBertZeroPreTrainedModel):
@@ -641,10 +661,7 @@ class AutoBertZeroForMaskedLM(AutoBertZeroPreTrainedModel):
             return_dict=True,
             **kwargs,
         )
-        prediction_scores = self.cls(outputs.last_hidden_state)
-        loss = None
-        if labels is not None:
-            loss = CrossEntropyLoss()(prediction_scores.view(-1, self.config.vocab_size), labels.view(-1))
+        prediction_scores, loss = masked_lm_scores(self.cls.predictions, outputs.last_hidden_state, labels)
         output = MaskedLMOutput(
             loss=loss, logits=prediction_scores, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
