@@ -98,13 +98,10 @@ def _cosine(left: torch.Tensor, right: torch.Tensor, head_dim: int) -> torch.Ten
 
 
 def _euclidean(left: torch.Tensor, right: torch.Tensor, head_dim: int) -> torch.Tensor:
-    # ‖a − b‖² = ‖a‖² + ‖b‖² − 2 a·b as one matmul; clamped because rounding can make it slightly negative
-    squared = (
-        left.pow(2).sum(-1, keepdim=True)
-        + right.pow(2).sum(-1).unsqueeze(-2)
-        - 2 * torch.matmul(left, right.transpose(-1, -2))
-    )
-    return torch.sqrt(squared.clamp_min(0) + NORM_EPS)
+    # direct differences, not ‖a‖² + ‖b‖² − 2a·b: that expansion's float32 rounding is as large as the eps,
+    # which makes distances between nearby rows noise (and padding-dependent, through the matmul's shape)
+    distances = torch.cdist(left, right, compute_mode="donot_use_mm_for_euclid_dist")
+    return torch.sqrt(distances.square() + NORM_EPS)
 
 
 class _LogSigmoid(torch.autograd.Function):
@@ -266,9 +263,10 @@ def _check_operand(arg: Any, index: int, op: str) -> None:
             index,
         )
     if not 0 <= arg < index:
+        earlier = f"an index in 0..{index - 1} or an input name" if index else "an input name (nothing precedes it)"
         raise ProgramError(
-            f"instruction {index} ({op}): argument {arg} does not refer to an earlier instruction "
-            f"(valid: 0..{index - 1})",
+            f"instruction {index} ({op}): argument {arg} does not refer to an earlier instruction; "
+            f"expected {earlier}",
             index,
         )
 

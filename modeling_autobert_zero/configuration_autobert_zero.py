@@ -141,9 +141,9 @@ def validate_layers(layers: Any, max_program_length: int) -> list[Program | int]
             if set(layer) != {"type", "kernel_size"}:
                 raise ValueError(f"{where}: a conv layer has exactly the keys 'type' and 'kernel_size', got {sorted(map(str, layer))}")
             kernel_size = layer["kernel_size"]
-            if isinstance(kernel_size, bool) or kernel_size not in CONV_KERNEL_SIZES:
+            if type(kernel_size) is not int or kernel_size not in CONV_KERNEL_SIZES:
                 raise ValueError(f"{where} (conv): kernel_size must be one of {CONV_KERNEL_SIZES}, got {kernel_size!r:.40}")
-            compiled.append(int(kernel_size))
+            compiled.append(kernel_size)
         else:
             raise ValueError(f"{where}: 'type' must be one of {LAYER_TYPES}, got {layer_type!r:.40}")
     return compiled
@@ -226,7 +226,7 @@ class AutoBertZeroConfig(PreTrainedConfig):
         self.type_vocab_size = type_vocab_size
         self.initializer_range = initializer_range
         self.layer_norm_eps = layer_norm_eps
-        self.layers = [dict(layer) for layer in layers]
+        self.layers = copy.deepcopy(list(layers))
         self.num_hidden_layers = len(layers)
         self.max_program_length = max_program_length
         self.conv_kernel_dropout = conv_kernel_dropout

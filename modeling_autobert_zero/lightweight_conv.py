@@ -53,9 +53,10 @@ def fft_conv(inputs: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     heads, kernel_size = kernel.shape
     half = kernel_size // 2
     length = seq_len + kernel_size - 1
-    signal = torch.fft.rfft(inputs.float(), n=length, dim=1)  # (batch, freq, hidden)
+    dtype = torch.promote_types(inputs.dtype, torch.float32)  # FFTs need at least float32
+    signal = torch.fft.rfft(inputs.to(dtype), n=length, dim=1)  # (batch, freq, hidden)
     # correlation with the kernel == convolution with the kernel reversed
-    filters = torch.fft.rfft(kernel.float().flip(-1), n=length, dim=-1)  # (heads, freq)
+    filters = torch.fft.rfft(kernel.to(dtype).flip(-1), n=length, dim=-1)  # (heads, freq)
     filters = filters.repeat_interleave(hidden // heads, dim=0).transpose(0, 1)  # (freq, hidden)
     full = torch.fft.irfft(signal * filters, n=length, dim=1)
     return full[:, half : half + seq_len].to(inputs.dtype)

@@ -110,7 +110,7 @@ def run_program(
 ) -> dict:
     """Interpret ``program`` over per-head tensors ``(batch, heads, rows, cols)``; SPEC §2's padding rule.
 
-    ``values`` maps the input names (already projected and padding-zeroed) to tensors; the instructions of
+    ``values`` maps the input names (projected, padded rows not zeroed) to tensors; the instructions of
     ``plan`` are added to it under their indices, and dead ones removed, in place. ``token_mask`` is
     ``(batch, 1, seq)`` bool (True = real token) or ``None`` when nothing is padded, in which case no
     masking work is done. A softmax over a token axis gives padded positions weight 0 and is followed by
@@ -223,11 +223,10 @@ class AutoBertZeroSearchedAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, seq_len, hidden = hidden_states.shape
         values: dict = {}
+        # Inputs keep their padded rows: every op's result is masked (and softmax and the fused kernels mask
+        # keys), so padded rows cannot reach a real token and masking the inputs too would be wasted work.
         for name, projection in self.input_projections.items():
-            projected = projection(hidden_states).view(batch, seq_len, self.num_heads, self.head_dim).transpose(1, 2)
-            if token_mask is not None:
-                projected = projected.masked_fill(~token_mask[..., :, None], 0.0)
-            values[name] = projected  # (batch, heads, seq, head_dim)
+            values[name] = projection(hidden_states).view(batch, seq_len, self.num_heads, self.head_dim).transpose(1, 2)
 
         if self.fused_plan is not None and not output_attentions and not use_interpreter:
             plan = self.fused_plan
