@@ -400,6 +400,9 @@ class AutoBertZeroPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    # The heads take **kwargs (forwarded to the backbone) but compute a plain mean loss; without this,
+    # Trainer would assume the loss is already normalised by num_items_in_batch and skip its own scaling.
+    accepts_loss_kwargs = False
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
