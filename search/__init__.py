@@ -1,0 +1,28 @@
+"""OP-NAS with BIWS weight sharing (paper Algorithm 1, SPEC §4–§6), one module per job:
+
+- ``space``: architectures as plain data (a config's ``layers``), random sampling, canonical keys.
+- ``mutation``, ``ucb``: inter- and intra-layer mutations; operation priority (UCB tables per position).
+- ``strategies``: ``opnas``, ``ea`` and ``random`` behind one interface; ``objective``: ranking and budgets.
+- ``controller``, ``state``: what to evaluate next, and the search state written atomically after each candidate.
+- ``evaluator``: the evaluator interface (swap in your own) and a synthetic one; ``biws_evaluator``: the
+  paper's (super-net → MLM + NSP → GLUE proxy), on the training library; ``supernet``: the BIWS weights.
+- ``run_opnas`` (the runner), ``export``, ``plots``, ``config``.
+
+Strategy code never touches tensors: only ``supernet`` and ``biws_evaluator`` do.
+"""
+
+from .evaluator import EvaluationContext, EvaluationResult, Evaluator, FunctionEvaluator, SyntheticEvaluator
+from .space import SearchSpace, architecture_key, canonical_architecture, sample_architecture
+
+
+__all__ = [
+    "EvaluationContext",
+    "EvaluationResult",
+    "Evaluator",
+    "FunctionEvaluator",
+    "SearchSpace",
+    "SyntheticEvaluator",
+    "architecture_key",
+    "canonical_architecture",
+    "sample_architecture",
+]

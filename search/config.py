@@ -1,0 +1,256 @@
+"""The search's YAML/JSON config: nested dataclasses, loaded with every key and type checked.
+
+A config file mirrors :class:`SearchConfig` (see ``search/configs/tiny.yaml`` and ``paper.yaml``). An unknown
+key, a missing required one, or a value of the wrong type is an error that names the file and the key path
+(``evaluator.pretraining.max_steps``) and says what was expected. Relative paths in the config are taken
+relative to the working directory, as in the ``transformers`` example scripts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .objective import Objective
+from .space import ModelDimensions, SearchSpace
+from .strategies import STRATEGIES, StrategySettings
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainingSettings:
+    """The short MLM + NSP pretraining every candidate gets (paper: 40k steps)."""
+
+    train_files: tuple[str, ...] = ()
+    max_seq_length: int = 128
+    max_steps: int = 40000
+    batch_size: int = 128
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.01
+    weight_decay: float = 0.01
+    mlm_probability: float = 0.15
+    nsp_probability: float = 0.5
+    max_examples: int | None = None
+    validation_files: tuple[str, ...] = ()  # held-out text: its MLM loss is recorded (and is the mlm_loss proxy)
+    max_validation_examples: int = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuningSettings:
+    """The GLUE proxy: each task finetuned from the pretrained candidate, score = mean dev metric."""
+
+    tasks: tuple[str, ...] = ("rte",)
+    data_dir: str = "../shared/data/glue"
+    max_seq_length: int = 128
+    max_steps: int = 1000
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+
+
+PROXIES = ("glue", "mlm_loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class BiwsSettings:
+    """The paper's evaluator. ``weight_sharing`` False trains every candidate from scratch instead.
+
+    ``proxy``: ``glue`` (the paper's: mean dev score of the finetuning tasks) or ``mlm_loss`` (minus the
+    MLM loss on ``pretraining.validation_files``, no finetuning: for corpora without labelled tasks, and for
+    small-scale runs where a few finetuning steps cannot lift any candidate above the majority class).
+    """
+
+    tokenizer: str = "../shared/data/vocab/bert-base-uncased-vocab.txt"
+    weight_sharing: bool = True
+    proxy: str = "glue"
+    pretraining: PretrainingSettings = PretrainingSettings()
+    finetuning: FinetuningSettings = FinetuningSettings()
+    measure_latency: bool = False
+    latency_batch_size: int = 1
+    latency_seq_length: int = 128
+    dataloader_num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.proxy not in PROXIES:
+            raise ConfigError(f"evaluator.biws.proxy: expected one of {list(PROXIES)}, got {self.proxy!r}")
+        if self.proxy == "mlm_loss" and not self.pretraining.validation_files:
+            raise ConfigError("evaluator.biws.proxy is mlm_loss: give evaluator.biws.pretraining.validation_files")
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticSettings:
+    """The instant stand-in evaluator (tests, controller timing); says nothing about real architectures."""
+
+    noise: float = 0.01
+    delay_seconds: float = 0.0
+
+
+EVALUATORS = ("biws", "synthetic")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluatorSettings:
+    name: str = "biws"
+    biws: BiwsSettings = BiwsSettings()
+    synthetic: SyntheticSettings = SyntheticSettings()
+
+    def __post_init__(self) -> None:
+        if self.name not in EVALUATORS:
+            raise ConfigError(f"evaluator.name: expected one of {list(EVALUATORS)}, got {self.name!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSettings:
+    """Sizes every candidate shares. ``vocab_size`` counts only where the evaluator has no tokenizer of its
+    own (the synthetic one, or yours): the BIWS evaluator uses its tokenizer's size."""
+
+    hidden_size: int = 768
+    vocab_size: int = 30522
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    conv_num_heads: int | None = None
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    conv_kernel_dropout: float = 0.1
+
+    def dimensions(self, vocab_size: int | None = None) -> ModelDimensions:
+        return ModelDimensions(
+            hidden_size=self.hidden_size,
+            num_attention_heads=self.num_attention_heads,
+            intermediate_size=self.intermediate_size,
+            vocab_size=vocab_size or self.vocab_size,
+            max_position_embeddings=self.max_position_embeddings,
+            type_vocab_size=self.type_vocab_size,
+            conv_num_heads=self.conv_num_heads,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSettings:
+    """How many of the best architectures ``run_opnas.py`` exports when the search ends (0: none)."""
+
+    top_k: int = 5
+
+    def __post_init__(self) -> None:
+        if self.top_k < 0:
+            raise ConfigError(f"export.top_k: expected 0 or more, got {self.top_k}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    output_dir: str = "runs/opnas"
+    seed: int = 0
+    strategy: str = "opnas"
+    max_evaluations: int = 1000
+    search: StrategySettings = StrategySettings()
+    space: SearchSpace = SearchSpace()
+    model: ModelSettings = ModelSettings()
+    objective: Objective = Objective()
+    evaluator: EvaluatorSettings = EvaluatorSettings()
+    export: ExportSettings = ExportSettings()
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy: expected one of {sorted(STRATEGIES)}, got {self.strategy!r}")
+        if self.max_evaluations < 1:
+            raise ConfigError(f"max_evaluations: expected a positive integer, got {self.max_evaluations}")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def search_defining_json(self) -> dict[str, Any]:
+        """The settings a resumed search must share with the original one (the budget may grow)."""
+        data = self.to_json()
+        for free in ("output_dir", "max_evaluations", "export", "tensorboard"):
+            data.pop(free)
+        return data
+
+
+def _check_value(annotation: Any, value: Any, where: str) -> Any:
+    """``value`` converted to ``annotation`` (tuples from lists, floats from ints), or a ConfigError."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [option for option in options if option is not type(None)]
+        return _check_value(inner, value, where)
+    if dataclasses.is_dataclass(annotation):
+        return dataclass_from_mapping(annotation, value, where)
+    if origin is tuple:
+        item_type = typing.get_args(annotation)[0]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r:.80}")
+        return tuple(_check_value(item_type, item, f"{where}[{i}]") for i, item in enumerate(value))
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if annotation in (str, bool) and isinstance(value, annotation):
+        return value
+    raise ConfigError(f"{where}: expected {getattr(annotation, '__name__', annotation)}, got {value!r:.80}")
+
+
+def dataclass_from_mapping(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, checking every key and value; defaults fill missing keys."""
+    label = where or "config"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{label}: expected a mapping of settings, got {data!r:.80}")
+    hints = typing.get_type_hints(cls)
+    fields = {field.name for field in dataclasses.fields(cls) if field.init}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(f"unknown key {prefix}{unknown[0]!s}; expected one of: {', '.join(sorted(fields))}")
+    values = {
+        name: _check_value(hints[name], value, f"{where}.{name}" if where else name) for name, value in data.items()
+    }
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except ValueError as error:
+        message = str(error)
+        raise ConfigError(message if where and message.startswith(where) else f"{label}: {message}") from None
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SearchConfig:
+    """Read a YAML (or JSON) config file; ``overrides`` maps dotted keys to values (from the command line)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config ({error.strerror})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    try:
+        return dataclass_from_mapping(SearchConfig, data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None

@@ -1,0 +1,174 @@
+"""Plots of a search (matplotlib): best score so far, operation priority, the best architecture's programs.
+
+    python search/plots.py --search_dir runs/opnas-tiny [--output_dir runs/opnas-tiny/plots]
+
+writes ``best_so_far.png`` (best proxy score against candidates evaluated), ``op_priority.png`` (per program
+position: each op's mean score μ and count N, the statistics OP-NAS samples from) and
+``best_architecture.png`` (the best candidate's layers, each attention program drawn as its graph).
+``scripts/compare_strategies.py`` uses :func:`plot_best_so_far` for several strategies and seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+if __package__ in (None, ""):  # run as a file (python search/plots.py): make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import matplotlib
+
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from transformers import HfArgumentParser  # noqa: E402
+
+from modeling_autobert_zero.attention_programs import parse_program  # noqa: E402
+from search.state import CandidateRecord, SearchState, load_state  # noqa: E402
+from search.ucb import OperationPriority  # noqa: E402
+
+
+def best_so_far(history: Sequence[CandidateRecord]) -> np.ndarray:
+    """Best score among the first i+1 candidates (NaN until the first success)."""
+    best, curve = -np.inf, []
+    for record in history:
+        if record.status == "ok":
+            best = max(best, record.score)
+        curve.append(best if np.isfinite(best) else np.nan)
+    return np.array(curve)
+
+
+def plot_best_so_far(curves: Mapping[str, Sequence[np.ndarray]], path: str | Path, title: str = "Best proxy score so far") -> Path:
+    """One line per label: the mean over its runs (seeds), shaded between their min and max."""
+    figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    for label, runs in curves.items():
+        length = min(len(run) for run in runs)
+        stacked = np.stack([run[:length] for run in runs])
+        steps = np.arange(1, length + 1)
+        mean = np.nanmean(stacked, axis=0)
+        (line,) = axes.plot(steps, mean, label=f"{label} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
+        if len(runs) > 1:
+            axes.fill_between(steps, np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0), color=line.get_color(), alpha=0.2)
+    axes.set_xlabel("candidates evaluated")
+    axes.set_ylabel("best proxy score")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _save(figure, path)
+
+
+def plot_operation_priority(priority: OperationPriority, path: str | Path) -> Path:
+    """Heat maps over (program position × op): mean score μ of evaluated paths, and how often N."""
+    positions = len(priority.position_tables)
+    if positions == 0:
+        raise ValueError("no attention program has been evaluated yet: nothing to plot")
+    counts = np.array([table.counts for table in priority.position_tables], dtype=float)
+    means = np.array([[m if m is not None else np.nan for m in table.means()] for table in priority.position_tables])
+    figure, (left, right) = plt.subplots(1, 2, figsize=(4 + 0.6 * len(priority.ops), 1.5 + 0.35 * positions), sharey=True)
+    for axes, values, title, colour_map in ((left, means, "mean score μ", "viridis"), (right, counts, "count N", "Greys")):
+        image = axes.imshow(values, aspect="auto", cmap=colour_map)
+        axes.set_xticks(range(len(priority.ops)), priority.ops, rotation=60, ha="right")
+        axes.set_title(title)
+        figure.colorbar(image, ax=axes, fraction=0.05)
+    left.set_yticks(range(positions))
+    left.set_ylabel("program position")
+    figure.suptitle("Operation priority (OP-NAS statistics per position)")
+    return _save(figure, path)
+
+
+def _program_layout(program) -> tuple[dict[Any, tuple[float, float]], list[tuple[Any, Any]]]:
+    """Node positions (inputs in column 0, each instruction one column right of its deepest argument)."""
+    depth: dict[Any, int] = {name: 0 for name in program.inputs_read()}
+    edges = []
+    for index, instruction in enumerate(program.instructions):
+        depth[index] = 1 + max(depth[arg] for arg in instruction.args)
+        edges.extend((arg, index) for arg in instruction.args)
+    columns: dict[int, list[Any]] = {}
+    for node, column in depth.items():
+        columns.setdefault(column, []).append(node)
+    positions = {}
+    for column, nodes in columns.items():
+        for row, node in enumerate(nodes):
+            positions[node] = (column, row - (len(nodes) - 1) / 2)
+    return positions, edges
+
+
+def plot_architecture(architecture: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
+    """One row per layer: conv layers as a box, attention programs as graphs from inputs to output."""
+    figure, rows = plt.subplots(len(architecture), 1, figsize=(9, 1.6 * len(architecture)), squeeze=False)
+    for index, (layer, axes) in enumerate(zip(architecture, rows[:, 0])):
+        axes.axis("off")
+        if layer["type"] == "conv":
+            axes.text(0.5, 0.5, f"layer {index}: lightweight conv, kernel {layer['kernel_size']}", ha="center", va="center",
+                      bbox={"boxstyle": "round", "facecolor": "#dde8f5"}, transform=axes.transAxes)
+            continue
+        program = parse_program(layer["program"])
+        positions, edges = _program_layout(program)
+        for source, target in edges:
+            span = positions[target][0] - positions[source][0]
+            axes.annotate("", xy=positions[target], xytext=positions[source], arrowprops={
+                "arrowstyle": "->", "color": "#777777", "shrinkA": 12, "shrinkB": 12,
+                "connectionstyle": f"arc3,rad={0.25 if span > 1 else 0.0}",  # long edges bend around the nodes between
+            })
+        last = len(program) - 1
+        for node, (x, y) in positions.items():
+            label = node if isinstance(node, str) else program.instructions[node].op
+            colour = "#f5e6c8" if isinstance(node, str) else "#c8f5d2" if node == last else "#ffffff"
+            axes.text(x, y, label, ha="center", va="center", fontsize=8, bbox={"boxstyle": "round", "facecolor": colour})
+        xs = [x for x, _ in positions.values()]
+        ys = [y for _, y in positions.values()]
+        axes.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
+        axes.set_ylim(min(ys) - 0.8, max(ys) + 0.8)
+        axes.set_title(f"layer {index}: {program.to_expression()}", fontsize=8, loc="left")
+    if title:
+        figure.suptitle(title)
+    return _save(figure, path)
+
+
+def _save(figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def plot_search(search_dir: str | Path, output_dir: str | Path | None = None) -> list[Path]:
+    """All three plots of one search."""
+    search_dir = Path(search_dir)
+    output_dir = Path(output_dir) if output_dir is not None else search_dir / "plots"
+    state: SearchState = load_state(search_dir)
+    written = [plot_best_so_far({"search": [best_so_far(state.history)]}, output_dir / "best_so_far.png")]
+    if state.priority.position_tables:
+        written.append(plot_operation_priority(state.priority, output_dir / "op_priority.png"))
+    ok = [record for record in state.history if record.status == "ok"]
+    if ok:
+        best = max(ok, key=lambda record: (record.score, -record.index))
+        written.append(
+            plot_architecture(best.architecture, output_dir / "best_architecture.png", f"candidate {best.index}, score {best.score:.4f}")
+        )
+    return written
+
+
+@dataclasses.dataclass
+class PlotArguments:
+    search_dir: str = dataclasses.field(metadata={"help": "The search's output_dir."})
+    output_dir: str | None = dataclasses.field(default=None, metadata={"help": "Default: SEARCH_DIR/plots."})
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    (arguments,) = HfArgumentParser(PlotArguments).parse_args_into_dataclasses(args=argv)
+    written = plot_search(arguments.search_dir, arguments.output_dir)
+    for path in written:
+        print(path)
+    return written
+
+
+if __name__ == "__main__":
+    main()
