@@ -1,0 +1,361 @@
+"""Model cards rendered from the files in a repo folder: every number in a card is read from ``results/``.
+
+The pipeline stages write JSON files (`pretraining_results.json` from pretraining, `glue_results.json` from
+`scripts/finetune_glue.py`, SQuAD's `eval_results.json`, the search's `search_result.json`, the run record
+with the exact commands), and `publishing.hub` adds `model_stats.json` (parameters, FLOPs, counted on the
+weights) and `weights.json` (where the weights come from). :func:`render_model_card` reads only those files
+and the folder's `config.json`, and fills the Jinja template in `model_cards/` through
+`huggingface_hub.ModelCard.from_template`, with `ModelCardData` metadata: license, datasets, tags, and a
+`model-index` holding the measured evaluation results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from modeling_autobert_zero.attention_programs import canonical_program, parse_program
+from modeling_autobert_zero.configuration_autobert_zero import AUTOBERT_ZERO_LAYERS, repeat_blocks_in_place
+from search.space import architecture_key, describe_architecture
+from training.glue_tasks import GLUE_TASKS, get_glue_task
+
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_TEMPLATE = REPO / "model_cards" / "autobert_zero.md"
+RESULTS_DIR = "results"
+MODEL_STATS = "model_stats.json"
+WEIGHTS = "weights.json"
+PRETRAINING_RESULTS = "pretraining_results.json"
+PRETRAINING_STATE = "pretraining_state.json"
+GLUE_RESULTS = "glue_results.json"
+SQUAD_RESULTS = "squad_results.json"
+SEARCH_RESULT = "search_result.json"
+RUN_RECORD = "run_record.json"
+ARCHITECTURE_FIGURE = "architecture.png"
+SEARCH_FIGURES = {"search_best_so_far.png": "Best proxy score so far", "search_op_priority.png": "Operation priority"}
+
+HUB_GLUE = "nyu-mll/glue"
+HUB_METRIC_TYPES = {"pearson": "pearsonr", "spearman": "spearmanr"}  # GLUE metric name → the Hub's metric id
+PIPELINE_TAGS = {
+    "AutoBertZeroForPreTraining": "fill-mask",
+    "AutoBertZeroForMaskedLM": "fill-mask",
+    "AutoBertZeroForSequenceClassification": "text-classification",
+    "AutoBertZeroForQuestionAnswering": "question-answering",
+    "AutoBertZeroForTokenClassification": "token-classification",
+}
+TAGS = ("autobert-zero", "neural-architecture-search", "bert", "custom_code")
+
+
+class CardError(ValueError):
+    """A results file a card cannot be rendered from."""
+
+
+@dataclass(frozen=True)
+class CardSettings:
+    """What a card says that no results file holds: the name, the Hub id, the license, the datasets.
+
+    ``datasets`` are Hub dataset ids for the metadata; left empty, they are derived from the results (GLUE,
+    SQuAD) and from the pretraining files the run record names (WikiText).
+    """
+
+    model_name: str
+    repo_id: str | None = None
+    license: str = "apache-2.0"
+    datasets: tuple[str, ...] = field(default_factory=tuple)
+
+
+def read_results(folder: str | os.PathLike) -> dict[str, Any]:
+    """Every JSON file in ``folder/results/``, by file name. A file that is not valid JSON is an error."""
+    results = {}
+    directory = Path(folder) / RESULTS_DIR
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else ():
+        try:
+            results[path.name] = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise CardError(f"{path}: not valid JSON ({error})") from None
+    return results
+
+
+def _number(value: Any) -> str:
+    """How the card prints a number from a results file: whole numbers with separators (counts, FLOPs, also
+    when stored as floats), other numbers to 4 decimals."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CardError(f"expected a number, got {value!r:.60}")
+    if isinstance(value, int) or (value.is_integer() and abs(value) >= 1000):
+        return f"{int(value):,}"
+    return f"{value:.4f}"
+
+
+def _numeric_rows(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
+    return [{"name": name, "value": _number(value)} for name, value in metrics.items() if isinstance(value, (int, float)) and not isinstance(value, bool)]
+
+
+def _require(results: Mapping[str, Any], name: str, keys: tuple[str, ...]) -> Mapping[str, Any] | None:
+    content = results.get(name)
+    if content is None:
+        return None
+    if not isinstance(content, Mapping) or any(key not in content for key in keys):
+        raise CardError(f"{RESULTS_DIR}/{name}: expected an object with the keys {list(keys)}, got {str(content)[:120]}")
+    return content
+
+
+def architecture_rows(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One table row per layer: number, type, kernel or program expression, the inputs the program reads."""
+    rows = []
+    for number, (layer, description) in enumerate(zip(layers, describe_architecture(layers)), start=1):
+        if layer["type"] == "conv":
+            rows.append({"number": number, "type": "conv", "detail": f"lightweight conv, kernel {layer['kernel_size']}", "inputs": "–"})
+        else:
+            inputs = canonical_program(parse_program(layer["program"])).inputs_read()
+            rows.append({"number": number, "type": "attention", "detail": f"`{description}`", "inputs": ", ".join(inputs)})
+    return rows
+
+
+def paper_backbone_size(layers: list[dict[str, Any]]) -> str | None:
+    """``"base"`` when ``layers`` is the paper's Figure 7 backbone (SPEC §7), ``"large"`` for its block-repeated
+    version, else None: these get the card's notes on how the figure was read."""
+    key = architecture_key(layers)
+    if key == architecture_key(list(AUTOBERT_ZERO_LAYERS)):
+        return "base"
+    if key == architecture_key(repeat_blocks_in_place(list(AUTOBERT_ZERO_LAYERS))):
+        return "large"
+    return None
+
+
+def _glue_rows(summary: Mapping[str, Any], dataset_suffix: str) -> tuple[list[dict[str, str]], list[EvalResult]]:
+    rows, eval_results = [], []
+    best = summary["best"]
+    if not isinstance(best, Mapping):
+        raise CardError(f"{RESULTS_DIR}/{GLUE_RESULTS}: 'best' must map task names to their best run")
+    for task_name, entry in best.items():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("metrics"), Mapping):
+            raise CardError(f"{RESULTS_DIR}/{GLUE_RESULTS}: best[{task_name!r}] needs a 'metrics' object")
+        task = get_glue_task(task_name)
+        for metric, value in entry["metrics"].items():
+            split = "validation_mismatched" if metric.endswith("_mm") else "validation_matched" if task.name == "mnli" else "validation"
+            base_metric = metric.removesuffix("_mm")
+            rows.append({"task": task.directory, "metric": metric, "value": _number(value), "run": entry.get("run", "")})
+            eval_results.append(EvalResult(
+                task_type="text-classification",
+                task_name="Text Classification",
+                dataset_type=HUB_GLUE,
+                dataset_name=f"GLUE {task.directory}{dataset_suffix}",
+                dataset_config=task.hub_config,
+                dataset_split=split,
+                metric_type=HUB_METRIC_TYPES.get(base_metric, base_metric),
+                metric_name=metric,
+                metric_value=value,
+            ))
+    return rows, eval_results
+
+
+def _squad_rows(metrics: Mapping[str, Any]) -> tuple[str, list[dict[str, str]], list[EvalResult]]:
+    version_2 = "exact" in metrics
+    version, dataset = ("v2.0", "rajpurkar/squad_v2") if version_2 else ("v1.1", "rajpurkar/squad")
+    headline = ("exact", "f1") if version_2 else ("exact_match", "f1")
+    eval_results = [
+        EvalResult(
+            task_type="question-answering",
+            task_name="Question Answering",
+            dataset_type=dataset,
+            dataset_name=f"SQuAD {version}",
+            dataset_split="validation",
+            metric_type="exact_match" if name.startswith("exact") else name,
+            metric_name=name,
+            metric_value=metrics[name],
+        )
+        for name in headline
+        if name in metrics
+    ]
+    return version, _numeric_rows(metrics), eval_results
+
+
+def _command_stages(record: Mapping[str, Any]) -> list[dict[str, str]]:
+    stages = []
+    for index, stage in enumerate(record.get("stages", [])):
+        if not isinstance(stage, Mapping) or not isinstance(stage.get("commands"), list):
+            raise CardError(f"{RESULTS_DIR}/{RUN_RECORD}: stages[{index}] needs a 'commands' list")
+        arguments = stage.get("arguments")
+        stages.append({
+            "name": stage.get("name", f"stage {index + 1}"),
+            "seconds": f"{stage['seconds']:.0f}" if isinstance(stage.get("seconds"), (int, float)) else "?",
+            "command": "\n".join(stage["commands"]),
+            "description": stage.get("description", ""),
+            "arguments_file": stage.get("arguments_file", ""),
+            "arguments": yaml.safe_dump(arguments, sort_keys=False).strip() if arguments else "",
+        })
+    return stages
+
+
+def _derived_datasets(results: Mapping[str, Any]) -> list[str]:
+    """Hub dataset ids: those the run record names, else what the results and pretraining file names show."""
+    record = results.get(RUN_RECORD) or {}
+    if record.get("datasets"):
+        return list(record["datasets"])
+    datasets = []
+    pretraining_files = [
+        path
+        for stage in record.get("stages", [])
+        for path in ((stage.get("arguments") or {}).get("train_files") or [])
+        if isinstance(path, str)
+    ]
+    if any("wikitext" in path.lower() for path in pretraining_files):
+        datasets.append("Salesforce/wikitext")
+    if GLUE_RESULTS in results:
+        datasets.append(HUB_GLUE)
+    if SQUAD_RESULTS in results:
+        datasets.append("rajpurkar/squad_v2" if "exact" in results[SQUAD_RESULTS] else "rajpurkar/squad")
+    return datasets
+
+
+def _glue_proxy_tasks(search_result: Mapping[str, Any]) -> list[str]:
+    """The GLUE tasks a search candidate was scored on (its metrics are named ``task/metric``), if any."""
+    tasks = {name.split("/")[0] for name in search_result.get("metrics", {}) if "/" in name}
+    return sorted(task for task in tasks if task in GLUE_TASKS)
+
+
+def _proxy_description(search_result: Mapping[str, Any]) -> str:
+    """What the search's score measured, as far as its recorded metrics show."""
+    tasks = _glue_proxy_tasks(search_result)
+    if tasks:
+        return f"mean GLUE dev score on {', '.join(get_glue_task(task).directory for task in tasks)}"
+    held_out = search_result.get("metrics", {}).get("held_out_mlm_loss")
+    if held_out is not None and search_result["score"] == -held_out:
+        return "minus the MLM loss on held-out text"
+    return "the search evaluator's score"
+
+
+def _limitations(weights: Mapping[str, Any], results: Mapping[str, Any], paper_backbone: str | None) -> list[str]:
+    record = results.get(RUN_RECORD) or {}
+    items = []
+    if weights["kind"] == "random":
+        items.append("The weights are random: the model's outputs mean nothing until it is pretrained "
+                     "(`scripts/pretrain.py --config_file <this folder>/config.json`).")
+    elif weights["kind"] == "search":
+        items.append("The weights are the BIWS super-net's after a short search: shared with every other candidate "
+                     "and trained only briefly. Pretrain this architecture before using it.")
+    elif weights["kind"] == "unrecorded":
+        items.append("No record of how these weights were trained came with the checkpoint.")
+    if record.get("demo_data"):
+        items.append("Trained and evaluated on the project's bundled demo subset (a prefix of WikiText-2 and a few "
+                     "hundred GLUE examples, see `demo_data/PROVENANCE.md`) with minute-scale budgets: this repo "
+                     "demonstrates the pipeline; it is not a usable language model, and its scores cannot be compared "
+                     "with the paper's.")
+    if GLUE_RESULTS in results and _glue_proxy_tasks(results.get(SEARCH_RESULT) or {}):
+        items.append("The architecture was selected by its proxy score on GLUE dev data, so dev scores of the "
+                     "selected model are optimistic estimates.")
+    if paper_backbone:
+        items.append("The architecture is this project's reading of the paper's Figure 7 (see above); the paper's "
+                     "own weights are not public, so no output of this model has been compared with the authors'.")
+    items.append("Pretraining text (WikiText: Wikipedia articles) carries that source's biases; no bias or safety "
+                 "evaluation was done. English only.")
+    return items
+
+
+def render_model_card(folder: str | os.PathLike, settings: CardSettings, template: str | os.PathLike | None = None) -> ModelCard:
+    """The model card of the repo folder ``folder`` (its ``config.json`` and ``results/``), from ``template``."""
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    results = read_results(folder)
+    stats = _require(results, MODEL_STATS, ("model_class", "parameters", "backbone_parameters", "non_embedding_parameters", "forward_flops", "flops_seq_length"))
+    weights = _require(results, WEIGHTS, ("kind", "note"))
+    if stats is None or weights is None:
+        raise CardError(f"{folder / RESULTS_DIR}: {MODEL_STATS} and {WEIGHTS} are required (publishing.hub writes them)")
+    layers = config["layers"]
+    paper_backbone = paper_backbone_size(layers)
+    record = results.get(RUN_RECORD) or {}
+    dataset_suffix = " (bundled demo subset)" if record.get("demo_data") else ""
+
+    eval_results: list[EvalResult] = []
+    evaluation: dict[str, Any] = {}
+    glue = _require(results, GLUE_RESULTS, ("best",))
+    if glue is not None:
+        evaluation["glue"], glue_eval = _glue_rows(glue, dataset_suffix)
+        eval_results += glue_eval
+        if isinstance(glue.get("glue_average"), (int, float)):
+            evaluation["glue_average"] = _number(glue["glue_average"])
+            evaluation["glue_average_scope"] = "only these tasks" if glue.get("glue_average_is_partial", True) else "all GLUE tasks"
+        glue_arguments = next((
+            arguments for arguments in (stage.get("arguments") or {} for stage in record.get("stages", []))
+            if "task_name" in arguments and arguments.get("data_dir")
+        ), None)  # the finetune_glue.py stage of the run record
+        if glue_arguments:
+            data_dir = f"`{glue_arguments['data_dir']}`"
+            evaluation["glue_data"] = f"{data_dir}, the bundled demo subset" if record.get("demo_data") else data_dir
+    squad = results.get(SQUAD_RESULTS)
+    if squad is not None:
+        evaluation["squad_version"], evaluation["squad"], squad_eval = _squad_rows(squad)
+        eval_results += squad_eval
+
+    pretraining = None
+    pretraining_results = results.get(PRETRAINING_RESULTS)
+    if pretraining_results is not None:
+        state = results.get(PRETRAINING_STATE) or {}
+        pretraining = {
+            "metrics": _numeric_rows(pretraining_results),
+            "steps": _number(state["global_step"]) if "global_step" in state else None,
+        }
+
+    search = None
+    search_result = _require(results, SEARCH_RESULT, ("rank", "index", "score"))
+    if search_result is not None:
+        search = {
+            "rank": search_result["rank"],
+            "index": search_result["index"],
+            "score": _number(search_result["score"]),
+            "proxy": _proxy_description(search_result),
+            "metrics": _numeric_rows({**search_result.get("metrics", {}), **search_result.get("cost", {})}),
+            "figures": [{"path": name, "title": title} for name, title in SEARCH_FIGURES.items() if (folder / name).is_file()],
+        }
+
+    card_data = ModelCardData(
+        model_name=settings.model_name,
+        language="en",
+        license=settings.license,
+        library_name="transformers",
+        pipeline_tag=PIPELINE_TAGS.get(stats["model_class"], "feature-extraction"),
+        tags=[*TAGS, *(("random-weights",) if weights["kind"] == "random" else ())],
+        datasets=list(settings.datasets) or _derived_datasets(results) or None,
+        eval_results=eval_results or None,
+    )
+    hidden_size, heads = config["hidden_size"], config["num_attention_heads"]
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template or DEFAULT_TEMPLATE),
+        model_name=settings.model_name,
+        model_id=settings.repo_id or settings.model_name,
+        weights={"kind": weights["kind"], "note": weights["note"], "related": weights.get("related") or []},
+        shape={
+            "num_layers": len(layers),
+            "hidden_size": hidden_size,
+            "num_attention_heads": heads,
+            "head_size": hidden_size // heads,
+            "intermediate_size": config["intermediate_size"],
+            "max_position_embeddings": config["max_position_embeddings"],
+            "vocab_size": config["vocab_size"],
+        },
+        layers=architecture_rows(layers),
+        architecture_figure=ARCHITECTURE_FIGURE,
+        paper_backbone=paper_backbone,
+        size={
+            "model_class": stats["model_class"],
+            "parameters": _number(stats["parameters"]),
+            "backbone_parameters": _number(stats["backbone_parameters"]),
+            "non_embedding_parameters": _number(stats["non_embedding_parameters"]),
+            "forward_flops": _number(stats["forward_flops"]),
+            "flops_seq_length": stats["flops_seq_length"],
+        },
+        search=search,
+        pretraining=pretraining,
+        evaluation=evaluation,
+        commands=_command_stages(record),
+        commands_cwd=record.get("cwd"),
+        limitations=_limitations(weights, results, paper_backbone),
+    )
