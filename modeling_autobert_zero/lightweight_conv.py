@@ -71,7 +71,7 @@ def choose_conv_strategy(kernel_size: int, seq_len: int, device_type: str) -> st
         return "grouped"
     if seq_len <= 256:
         return "banded"
-    return "fft"
+    return "grouped" if kernel_size <= 15 else "fft"
 
 
 def lightweight_conv(inputs: torch.Tensor, kernel: torch.Tensor, strategy: str | None = None) -> torch.Tensor:

@@ -104,7 +104,7 @@ def plot_architecture(architecture: Sequence[Mapping[str, Any]], path: str | Pat
     for index, (layer, axes) in enumerate(zip(architecture, rows[:, 0])):
         axes.axis("off")
         if layer["type"] == "conv":
-            axes.text(0.5, 0.5, f"layer {index}: lightweight conv, kernel {layer['kernel_size']}", ha="center", va="center",
+            axes.text(0.5, 0.5, f"layer {index + 1}: lightweight conv, kernel {layer['kernel_size']}", ha="center", va="center",
                       bbox={"boxstyle": "round", "facecolor": "#dde8f5"}, transform=axes.transAxes)
             continue
         program = parse_program(layer["program"])
@@ -124,7 +124,7 @@ def plot_architecture(architecture: Sequence[Mapping[str, Any]], path: str | Pat
         ys = [y for _, y in positions.values()]
         axes.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
         axes.set_ylim(min(ys) - 0.8, max(ys) + 0.8)
-        axes.set_title(f"layer {index}: {program.to_expression()}", fontsize=8, loc="left")
+        axes.set_title(f"layer {index + 1}: {program.to_expression()}", fontsize=8, loc="left")
     if title:
         figure.suptitle(title)
     return _save(figure, path)

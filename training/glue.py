@@ -168,6 +168,7 @@ def load_glue_task(
     split_files: Mapping[str, str] | None = None,
     skip_malformed_rows: bool = False,
     cache_dir: str | None = None,
+    max_examples: Mapping[str, int | None] | None = None,
 ) -> datasets.DatasetDict:
     """A GLUE task as a tokenized `DatasetDict`: ``input_ids``, ``token_type_ids``, ``attention_mask``,
     ``labels`` (not in test splits) and ``idx``.
@@ -178,6 +179,8 @@ def load_glue_task(
     whose files are absent are left out (and logged); ``split_files`` maps a split to another file name in
     the task folder (e.g. ``{"validation_matched": "dev.tsv"}``). An explicitly requested split that is
     missing, or a folder with none of the task's files, is an error listing what the folder holds.
+    ``max_examples`` keeps the first N rows of the named splits, before tokenization (a search evaluates
+    many candidates on a few hundred rows of a large train split).
     """
     task = get_glue_task(task_name)
     wanted = list(splits) if splits is not None else list(task.split_files)
@@ -206,6 +209,10 @@ def load_glue_task(
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
         texts = (batch["text_a"], batch["text_b"]) if "text_b" in batch else (batch["text_a"],)
         return tokenizer(*texts, truncation=True, max_length=max_seq_length)
+
+    for split, limit in (max_examples or {}).items():
+        if limit is not None and split in tables:
+            tables[split] = tables[split].select(range(min(limit, len(tables[split]))))
 
     return datasets.DatasetDict(
         {
@@ -287,16 +294,17 @@ def finetune_glue(
         if not isinstance(model, (str, os.PathLike)):
             raise ValueError("finetune_glue: pass tokenizer= when model is a model instance")
         tokenizer = load_tokenizer(model)
+    limits = {"train": max_train_samples, **{name: max_eval_samples for name in task.validation_splits}}
+    if not write_test_predictions:  # nothing reads the test splits then: keep them empty, untokenized
+        limits.update({split: 0 for split in task.submission_files})
     data = load_glue_task(
-        task.name, data_dir, tokenizer, max_seq_length, split_files=split_files, skip_malformed_rows=skip_malformed_rows
+        task.name, data_dir, tokenizer, max_seq_length, split_files=split_files,
+        skip_malformed_rows=skip_malformed_rows, max_examples=limits,
     )
     if "train" not in data:
         raise FileNotFoundError(
             f"GLUE {task.name}: no training split in {data_dir or HUB_DATASET} (splits found: {list(data)})"
         )
-    for split, limit in (("train", max_train_samples), *((name, max_eval_samples) for name in task.validation_splits)):
-        if limit is not None and split in data:
-            data[split] = data[split].select(range(min(limit, len(data[split]))))
 
     arguments = resolve_training_arguments(
         FinetuningArguments, output_dir, training_arguments, max_steps=max_steps, **training_overrides
