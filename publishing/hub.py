@@ -271,8 +271,9 @@ def seeded_model(model_class: type[PreTrainedModel], config, seed: int) -> PreTr
         return model_class(config)
 
 
-# Runs in a new interpreter: loads each folder as a Hub user would, with this package impossible to import.
-_FRESH_LOADER = """
+# The start of a script for a new interpreter in which this package cannot be imported (even when it is
+# installed, e.g. editable): a checkpoint loaded there must bring its own code, as on a Hub user's machine.
+HIDE_INSTALLED_PACKAGE = """
 import importlib.abc, json, sys
 
 
@@ -284,7 +285,10 @@ class PackageNotInstalled(importlib.abc.MetaPathFinder):
 
 
 sys.meta_path.insert(0, PackageNotInstalled())
-import torch
+"""
+
+# Loads each folder as a Hub user would.
+_FRESH_LOADER = HIDE_INSTALLED_PACKAGE + """import torch
 from transformers import AutoModel, AutoTokenizer
 
 loaded = []

@@ -27,6 +27,7 @@ from modeling_autobert_zero import (
     AutoBertZeroModel,
 )
 from modeling_autobert_zero.configuration_autobert_zero import AUTO_CLASSES
+from publishing.hub import HIDE_INSTALLED_PACKAGE
 
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -46,21 +47,7 @@ LAYERS = [
 ]
 
 # Runs in the fresh interpreter: load every checkpoint through the Auto class its directory names.
-LOADER = """
-import importlib.abc, json, sys
-
-
-class PackageNotInstalled(importlib.abc.MetaPathFinder):
-    # hides an installed (e.g. editable) copy of the package: the checkpoint must bring its own code
-
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "modeling_autobert_zero":
-            raise ModuleNotFoundError(f"No module named {name!r}")
-        return None
-
-
-sys.meta_path.insert(0, PackageNotInstalled())
-import torch, transformers
+LOADER = HIDE_INSTALLED_PACKAGE + """import torch, transformers
 from safetensors.torch import load_file
 
 results = {}
