@@ -27,3 +27,15 @@ def broadcast_from_main(value: Any) -> Any:
     box = [value if state.is_main_process else None]
     broadcast_object_list(box, from_process=0)
     return box[0]
+
+
+def close_process_group() -> None:
+    """Wait for every process, then take the process group down.
+
+    A gloo group left to the interpreter's shutdown can abort a process ("terminate called without an
+    active exception") after all its work is done, which turns a finished search into a failed launch.
+    """
+    state = distributed_state()
+    if state.num_processes > 1:
+        state.wait_for_everyone()
+        state.destroy_process_group()

@@ -38,7 +38,7 @@ from transformers import HfArgumentParser
 
 from search.config import ConfigError, SearchConfig, load_config
 from search.controller import SearchController, candidate_seed, config_digest
-from search.distributed import broadcast_from_main, distributed_state
+from search.distributed import broadcast_from_main, close_process_group, distributed_state
 from search.evaluator import EvaluationContext, EvaluationResult, Evaluator, SyntheticEvaluator
 from search.state import CONFIG_COPY, STATE_FILE, SearchState, atomic_write_bytes, atomic_write_json, load_state, save_state
 from search.strategies import STRATEGIES, Proposal
@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> SearchState | None:
             f"{best.score:.4f} (candidate {best.index})" if best else "-",
             Path(config.output_dir) / STATE_FILE,
         )
+    close_process_group()
     return state
 
 

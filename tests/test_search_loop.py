@@ -247,7 +247,7 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, {repo!r})
 from search.config import load_config
-from search.distributed import distributed_state
+from search.distributed import close_process_group, distributed_state
 from search.evaluator import FunctionEvaluator, SyntheticEvaluator
 from search.run_opnas import run_search
 from search.space import architecture_key
@@ -263,6 +263,7 @@ def evaluate(architecture, context):
 
 run_search(config, evaluator=FunctionEvaluator(evaluate), progress=False)
 Path(sys.argv[2], f"rank{{rank}}.json").write_text(json.dumps(seen))
+close_process_group()
 """
 
 
