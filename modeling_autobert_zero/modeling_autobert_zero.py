@@ -229,13 +229,16 @@ class AutoBertZeroSearchedAttention(nn.Module):
             values[name] = projection(hidden_states).view(batch, seq_len, self.num_heads, self.head_dim).transpose(1, 2)
 
         if self.fused_plan is not None and not output_attentions and not use_interpreter:
-            plan = self.fused_plan
+            fused = self.fused_plan
             dropout = self.weights_dropout.p if self.training else 0.0
-            run_program(self.program, self.shapes, self._fused_inputs_plan, values, token_mask, self.head_dim, self.weights_dropout)
+            run_program(
+                self.program, self.shapes, self._fused_inputs_plan, values, token_mask, self.head_dim,
+                self.weights_dropout,
+            )
             attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
                 self.config._attn_implementation, eager_attention_forward
             )
-            query, key, value = (values[operand] for operand in (plan.query, plan.key, plan.value))
+            query, key, value = (values[operand] for operand in (fused.query, fused.key, fused.value))
             del values
             context, _ = attention_interface(
                 self, query, key, value, attention_mask, dropout=dropout, scaling=self._fused_scaling
