@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -230,6 +231,72 @@ def sample_layer(space: SearchSpace, rng: random.Random) -> dict[str, Any]:
 def sample_architecture(space: SearchSpace, rng: random.Random) -> Architecture:
     """Every layer's type uniformly at random, then a random kernel size or a random valid program."""
     return [sample_layer(space, rng) for _ in range(space.num_layers)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exhaustive enumeration, for closed sub-spaces small enough to tabulate (benchmarks).
+# ---------------------------------------------------------------------------------------------------------
+
+
+def enumerate_programs(space: SearchSpace, limit: int = 100_000) -> list[Program]:
+    """Every valid canonical program of the space (1 to ``max_program_length`` instructions), each once,
+    ordered by length and then by key.
+
+    A canonical program of ``k`` instructions is itself a valid instruction list of length ``k``, so walking
+    every shape-consistent instruction list up to ``max_program_length`` and canonicalising the ones that
+    end in an ``(n, d)`` value finds them all. The walk grows exponentially with the length: this is for
+    the small sub-spaces a benchmark table can cover. Raises :class:`SearchSpaceError` beyond ``limit``.
+    """
+    found: dict[str, Program] = {}
+    inputs = [(name, ROW_SHAPE) for name in space.inputs]
+
+    def extend(instructions: list[Instruction], shapes: list[tuple[str, str]]) -> None:
+        if shapes and shapes[-1] == ROW_SHAPE:
+            try:
+                program = canonical_program_in_space(Program(tuple(instructions)), space)
+            except ProgramError:
+                program = None
+            if program is not None and program_key(program) not in found:
+                found[program_key(program)] = program
+                if len(found) > limit:
+                    raise SearchSpaceError(f"the space has more than {limit} programs: too large to enumerate")
+        if len(instructions) == space.max_program_length:
+            return
+        values = inputs + [(index, shape) for index, shape in enumerate(shapes)]
+        for op in space.ops:
+            for operands in itertools.product(values, repeat=OPS[op].arity):
+                try:
+                    shape = OPS[op].shape_rule([operand[1] for operand in operands])
+                except ProgramError:
+                    continue
+                instruction = Instruction(op, tuple(operand[0] for operand in operands))
+                extend([*instructions, instruction], [*shapes, shape])
+
+    extend([], [])
+    return [found[key] for key in sorted(found, key=lambda key: (len(found[key]), key))]
+
+
+def enumerate_layers(space: SearchSpace, limit: int = 100_000) -> list[dict[str, Any]]:
+    """Every layer one position of the space can hold: conv layers by kernel size, then attention programs."""
+    layers: list[dict[str, Any]] = []
+    if "conv" in space.layer_types:
+        layers += [{"type": "conv", "kernel_size": kernel} for kernel in space.kernel_sizes]
+    if "attention" in space.layer_types:
+        layers += [{"type": "attention", "program": program.to_json()} for program in enumerate_programs(space, limit)]
+    return layers
+
+
+def enumerate_architectures(space: SearchSpace, limit: int = 100_000) -> list[Architecture]:
+    """Every architecture of the space (the product of :func:`enumerate_layers` over its layers), in a fixed
+    order. Raises :class:`SearchSpaceError` when there are more than ``limit``."""
+    layers = enumerate_layers(space, limit)
+    total = len(layers) ** space.num_layers
+    if total > limit:
+        raise SearchSpaceError(
+            f"the space has {len(layers)} options per layer and {space.num_layers} layers = {total} architectures, "
+            f"more than the limit of {limit}"
+        )
+    return [[dict(layer) for layer in choice] for choice in itertools.product(layers, repeat=space.num_layers)]
 
 
 # ---------------------------------------------------------------------------------------------------------
