@@ -138,3 +138,6 @@ class QuickstartArguments:
         default=1,
         metadata={"help": "Intra-op threads. The demo models are tiny: a second thread only adds synchronisation."},
     )
+    verbose: bool = field(
+        default=False, metadata={"help": "Print every log line (each stage's, each training step's) on the console too."}
+    )

@@ -32,7 +32,7 @@ import modeling_autobert_zero
 from modeling_autobert_zero.configuration_autobert_zero import AUTO_CLASSES
 from search.biws_evaluator import forward_flops
 from search.plots import plot_architecture
-from training.atomic_files import write_json_atomic
+from training.atomic_files import make_readable, write_json_atomic
 
 from .model_card import (
     ARCHITECTURE_FIGURE,
@@ -155,7 +155,6 @@ def build_repo_folder(
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".staging"))
-    staging.chmod(0o755)  # mkdtemp's 0700 would make the published folder private to its owner
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
@@ -172,6 +171,7 @@ def build_repo_folder(
         missing = missing_repo_files(staging)
         if missing:
             raise PublishError(f"{destination}: the repo folder would be incomplete: {'; '.join(missing)}")
+        make_readable(staging)  # mkdtemp's folder and the safetensors file are created private (0700 / 0600)
         _replace_directory(staging, destination)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

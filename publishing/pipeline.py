@@ -12,9 +12,9 @@ data and two CPU cores: minutes, not the paper's GPU-days, so the results demons
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
+import json
+import logging
 import shlex
 import shutil
 import sys
@@ -23,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import datasets
 import torch
 import transformers
 import yaml
@@ -41,18 +40,21 @@ from training.arguments import (
     parse_script_arguments,
 )
 from training.atomic_files import write_json_atomic, write_text_atomic
+from training.console import configure_logging
 from training.corpus import is_article_heading
 from training.glue import run_glue
+from training.metrics import percent
+from training.run_info import environment_record, shown_path
 from training.runners import run_pretraining
 
 from .arguments import PublishArguments, QuickstartArguments
 from .hub import load_in_fresh_process
-from .model_card import GLUE_RESULTS, SEARCH_RESULT
+from .model_card import GLUE_RESULTS, SEARCH_RESULT, uniform_guess_loss
 from .publish import run_publish
 
 
-REPO = Path(__file__).resolve().parents[1]
 RUN_RECORD_FILE = "run_record.json"
+LOG_FILE = "quickstart.log"
 MODEL_NAME = "autobert-zero-quickstart"
 HELD_OUT_FRACTION = 0.2
 
@@ -118,24 +120,15 @@ class QuickstartOutputs:
     seconds: float
 
 
-def shown_path(path: str | os.PathLike) -> str:
-    """``path`` relative to the working directory when it lies below it (portable recorded commands), else absolute."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 class RunRecord:
-    """``run_record.json``: the quickstart command and, per finished stage, its commands, arguments and time."""
+    """``run_record.json``: the quickstart command, when, where and on what it ran (`environment_record`) and, per
+    finished stage, its commands, arguments and time."""
 
     def __init__(self, path: Path, demo_data: bool, datasets: list[str]):
         self.path = path
-        cwd = Path.cwd().resolve()
         self.data: dict[str, Any] = {
             "command": shlex.join(["python", "scripts/quickstart.py", *sys.argv[1:]]) if Path(sys.argv[0]).name == "quickstart.py" else None,
-            "cwd": "the repository root" if cwd == REPO else f"`{cwd}`",
+            **environment_record(),  # timestamp, the working directory the commands ran in, git, versions, machine
             "demo_data": demo_data,
             "datasets": datasets,
             "stages": [],
@@ -256,6 +249,7 @@ def pretraining_settings(
         "learning_rate": budget.pretraining_learning_rate,
         "warmup_steps": 0.1,
         "logging_steps": max(1, budget.pretraining_steps // 10),
+        "disable_tqdm": False,  # the stage's progress bar, with the latest losses
         "save_strategy": "no",
         "report_to": "none",
         "dataloader_pin_memory": False,
@@ -276,6 +270,7 @@ def glue_settings(pretrained: Path, demo_data: Path, output_dir: Path, budget: Q
         "per_device_train_batch_size": budget.finetuning_batch_size,
         "learning_rate": budget.finetuning_learning_rate,
         "logging_steps": 10,
+        "disable_tqdm": False,
         "report_to": "none",
         "dataloader_pin_memory": False,
         "seed": seed,
@@ -318,7 +313,9 @@ def run_quickstart(arguments: QuickstartArguments, report: Callable[[str], None]
     _prepare_output_dir(output_dir, arguments.overwrite_output_dir)
     torch.set_num_threads(arguments.torch_threads)
     transformers.logging.set_verbosity_error()
-    datasets.disable_progress_bars()
+    # the console shows the stages and their progress bars; every library log line goes to the log file
+    log_file = output_dir / LOG_FILE
+    configure_logging(arguments.verbose, log_file, console_level=logging.INFO if arguments.verbose else logging.WARNING)
     configs = output_dir / "configs"
     record = RunRecord(output_dir / RUN_RECORD_FILE, demo_data=True, datasets=["Salesforce/wikitext", "nyu-mll/glue"])
     total = 4
@@ -339,11 +336,7 @@ def run_quickstart(arguments: QuickstartArguments, report: Callable[[str], None]
         configs / "search.yaml",
         search_settings(texts, demo_data, search_dir, budget, arguments.glue_task, arguments.search_proxy, arguments.seed),
     )
-    candidate_log = output_dir / "search_candidates.log"
-    candidate_log.parent.mkdir(parents=True, exist_ok=True)
-    with candidate_log.open("w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
-        # the candidates' Trainer prints a line per logging step: kept in the log, out of the console
-        state = run_search(load_config(search_file), progress=True)
+    state = run_search(load_config(search_file), progress=True)
     best = export_top_k(search_dir)[0]
     plots = plot_search(search_dir)
     ok = sum(candidate.status == "ok" for candidate in state.history)
@@ -352,7 +345,7 @@ def run_quickstart(arguments: QuickstartArguments, report: Callable[[str], None]
         [f"python search/run_opnas.py --config {shown_path(search_file)}", f"python search/plots.py --search_dir {shown_path(search_dir)}"],
         search_file, search_dir, time.perf_counter() - clock,
     )
-    report(f"    {ok}/{len(state.history)} candidates trained; best exported to {shown_path(best)}; per-candidate logs in {shown_path(candidate_log)}")
+    report(f"    {ok}/{len(state.history)} candidates trained; best exported to {shown_path(best)}; their training logs in {shown_path(log_file)}")
 
     pretrained = output_dir / "pretrain"
     clock = _stage(2, total, f"pretraining the best architecture from scratch, {budget.pretraining_steps} MLM + NSP steps", pretrained)
@@ -362,8 +355,10 @@ def run_quickstart(arguments: QuickstartArguments, report: Callable[[str], None]
     pretraining = run_pretraining(*parse_script_arguments((PretrainingModelArguments, PretrainingDataArguments, PretrainingArguments), [str(pretrain_file)]))
     record.add("pretraining", [f"python scripts/pretrain.py {shown_path(pretrain_file)}"], pretrain_file, pretrained,
                time.perf_counter() - clock)
+    vocab_size = json.loads((pretrained / "config.json").read_text(encoding="utf-8"))["vocab_size"]
     report(f"    train_loss {pretraining.metrics['train_loss']:.4f}, held-out eval_mlm_loss {pretraining.metrics['eval_mlm_loss']:.4f}"
-           " (pretraining_results.json)")
+           f" (a uniform guess: ln V = {uniform_guess_loss('eval_mlm_loss', vocab_size):.4f}), eval_nsp_loss "
+           f"{pretraining.metrics['eval_nsp_loss']:.4f} (a uniform guess: ln 2 = {uniform_guess_loss('eval_nsp_loss', vocab_size):.4f})")
 
     glue_dir = output_dir / "glue"
     clock = _stage(3, total, f"GLUE finetuning on {arguments.glue_task} (demo subset)", glue_dir)
@@ -372,7 +367,10 @@ def run_quickstart(arguments: QuickstartArguments, report: Callable[[str], None]
     record.add("GLUE finetuning", [f"python scripts/finetune_glue.py {shown_path(glue_file)}"], glue_file, glue_dir,
                time.perf_counter() - clock)
     for task, entry in summary["best"].items():
-        report(f"    {task} dev: " + ", ".join(f"{name} {value:.4f}" for name, value in entry["metrics"].items()))
+        majority = entry["majority_class_metrics"]
+        report(f"    {task} dev (demo subset, {entry['examples'].get('validation', 0)} examples, 0-100): " + ", ".join(
+            f"{name} {percent(value)} (majority class {percent(majority[name])})" for name, value in entry["metrics"].items()
+        ))
 
     hub_dir = output_dir / "hub"
     clock = _stage(4, total, "Hub repo folder: weights, code, tokenizer, model card, plots", hub_dir)
@@ -412,6 +410,7 @@ def run_quickstart(arguments: QuickstartArguments, report: Callable[[str], None]
         ("Hub repo folder (model card: README.md)", published.folder),
         ("stage arguments (rerun any stage with its script)", configs),
         ("commands and timings", record.path),
+        ("every log line of every stage", log_file),
     ):
         report(f"  {label:<52} {shown_path(path)}")
     report(f"To push it to the Hub: add `push: true` and `repo_id: ORG/NAME` to {shown_path(publish_file)}, then run"

@@ -16,6 +16,8 @@ from typing import Any
 from modeling_autobert_zero import AutoBertZeroConfig, AutoBertZeroForPreTraining
 from search.export import export_top_k
 from search.plots import plot_search
+from search.state import CONFIG_COPY
+from training.run_info import is_demo_data, shown_path
 from training.tokenization import load_tokenizer
 
 from .arguments import PublishArguments
@@ -26,6 +28,7 @@ from .model_card import (
     PRETRAINING_STATE,
     RUN_RECORD,
     SEARCH_RESULT,
+    SEARCH_SETTINGS,
     SQUAD_RESULTS,
     CardSettings,
 )
@@ -139,6 +142,7 @@ def publish_search_candidates(arguments: PublishArguments) -> list[PublishedRepo
         plots = plot_search(search_dir, Path(scratch) / "plots")
         figures = _search_figures(plots[0].parent) if plots else {}
         extra = {name: read_json(path, name) for name, path in ((RUN_RECORD, arguments.run_record),) if path is not None}
+        extra[SEARCH_SETTINGS] = search_settings(read_json(search_dir / CONFIG_COPY, CONFIG_COPY))
         for directory in exported:
             search_result = read_json(directory / SEARCH_RESULT, SEARCH_RESULT)
             rank = search_result["rank"]
@@ -175,6 +179,26 @@ def publish_search_candidates(arguments: PublishArguments) -> list[PublishedRepo
     return published
 
 
+def search_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """What a search's scores rest on, from its resolved config: the evaluator, its data (and whether that is
+    the bundled demo subset, judged from the working directory the publishing runs in), the budget."""
+    evaluator = config["evaluator"]["name"]
+    if evaluator != "biws":
+        return {"evaluator": evaluator, "demo_data": False, "candidates": config["max_evaluations"]}
+    biws = config["evaluator"]["biws"]
+    files = [*biws["pretraining"]["train_files"], *biws["pretraining"]["validation_files"]]
+    glue_dir = biws["finetuning"]["data_dir"] if biws["proxy"] == "glue" else None
+    return {
+        "evaluator": evaluator,
+        "proxy": biws["proxy"],
+        "train_files": biws["pretraining"]["train_files"],
+        "glue_data_dir": glue_dir,
+        "demo_data": any(is_demo_data(path) for path in [*files, *([glue_dir] if glue_dir else [])]),
+        "pretraining_steps": biws["pretraining"]["max_steps"],
+        "candidates": config["max_evaluations"],
+    }
+
+
 def _candidate_repo_id(repo_id: str | None, rank: int, count: int) -> str | None:
     if repo_id is None or count == 1:
         return repo_id
@@ -182,7 +206,13 @@ def _candidate_repo_id(repo_id: str | None, rank: int, count: int) -> str | None
 
 
 def _settings(arguments: PublishArguments, name: str, repo_id: str | None) -> CardSettings:
-    return CardSettings(model_name=name, repo_id=repo_id, license=arguments.license, datasets=tuple(arguments.datasets or ()))
+    return CardSettings(
+        model_name=name,
+        repo_id=repo_id,
+        license=arguments.license,
+        datasets=tuple(arguments.datasets or ()),
+        local_path=shown_path(Path(arguments.output_dir) / name),
+    )
 
 
 def _tokenizer(source: str | os.PathLike):

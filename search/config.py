@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from training.overrides import OverrideError, apply_overrides
+
 from .objective import Objective
 from .space import ModelDimensions, SearchSpace
 from .strategies import STRATEGIES, StrategySettings
@@ -50,7 +52,7 @@ class FinetuningSettings:
     """The GLUE proxy: each task finetuned from the pretrained candidate, score = mean dev metric."""
 
     tasks: tuple[str, ...] = ("rte",)
-    data_dir: str = "../shared/data/glue"
+    data_dir: str = "demo_data/glue"
     max_seq_length: int = 128
     max_steps: int = 1000
     batch_size: int = 32
@@ -73,7 +75,7 @@ class BiwsSettings:
     small-scale runs where a few finetuning steps cannot lift any candidate above the majority class).
     """
 
-    tokenizer: str = "../shared/data/vocab/bert-base-uncased-vocab.txt"
+    tokenizer: str = "demo_data/vocab.txt"
     weight_sharing: bool = True
     proxy: str = "glue"
     pretraining: PretrainingSettings = PretrainingSettings()
@@ -231,7 +233,8 @@ def dataclass_from_mapping(cls: type, data: Any, where: str = "") -> Any:
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SearchConfig:
-    """Read a YAML (or JSON) config file; ``overrides`` maps dotted keys to values (from the command line)."""
+    """Read a YAML (or JSON) config file; ``overrides`` maps dotted keys to values (from the command line,
+    see `training.overrides`)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -244,13 +247,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = value
     try:
-        return dataclass_from_mapping(SearchConfig, data)
-    except ConfigError as error:
+        return dataclass_from_mapping(SearchConfig, apply_overrides(data, overrides or {}))
+    except (ConfigError, OverrideError) as error:
         raise ConfigError(f"{path}: {error}") from None

@@ -1,6 +1,6 @@
 """Run an OP-NAS search (paper Algorithm 1) from a YAML/JSON config, on one process or under Accelerate.
 
-    python search/run_opnas.py --config search/configs/tiny.yaml [--output_dir DIR] [--resume]
+    python search/run_opnas.py --config search/configs/tiny.yaml [--output_dir DIR] [--resume] [key=value ...]
     accelerate launch search/run_opnas.py --config search/configs/paper.yaml --resume
     ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 search/run_opnas.py --config ...   # CPUs only
 
@@ -9,7 +9,9 @@ it broadcasts each decision (the next architecture, then its result), so every p
 candidate data-parallel and no two processes can disagree about what comes next. After every candidate
 the main process writes the evaluator's files (the super-net, safetensors) and then the search state
 (``search_state.json``), each atomically; ``--resume`` continues from the last state with nothing lost or
-repeated. Logs: a progress bar, ``history.jsonl`` (one line per candidate), TensorBoard when installed.
+repeated. Logs: a progress bar, ``history.jsonl`` (one line per candidate), TensorBoard when installed, and
+``search.log`` (every log line, the candidates' training steps included; on the console too with ``--verbose``).
+Any config setting can follow as ``dotted.key=value`` (``evaluator.biws.pretraining.max_steps=5``).
 
 From Python, ``run_search(config, evaluator=MyEvaluator())`` runs a search with your own evaluator.
 """
@@ -42,6 +44,8 @@ from search.distributed import broadcast_from_main, close_process_group, distrib
 from search.evaluator import EvaluationContext, EvaluationResult, Evaluator, SyntheticEvaluator
 from search.state import CONFIG_COPY, STATE_FILE, SearchState, atomic_write_bytes, atomic_write_json, load_state, save_state
 from search.strategies import STRATEGIES, Proposal
+from training.console import configure_logging
+from training.overrides import split_overrides
 
 
 logger = logging.getLogger(__name__)
@@ -61,6 +65,10 @@ class RunArguments:
         default=None, metadata={"help": "Overrides evaluator.biws.weight_sharing (BIWS on/off)."}
     )
     no_progress: bool = dataclasses.field(default=False, metadata={"help": "Hide the progress bar."})
+    verbose: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Print the candidates' per-step training logs on the console too (always in OUTPUT_DIR/search.log)."},
+    )
 
     def overrides(self) -> dict[str, Any]:
         pairs = {
@@ -242,10 +250,12 @@ def _evaluate(evaluator: Evaluator, proposal: Proposal, context: EvaluationConte
 
 
 def main(argv: list[str] | None = None) -> SearchState | None:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    """The command line: RunArguments' flags, then any config setting as ``dotted.key=value`` (`training.overrides`)."""
     datasets.disable_progress_bars()  # every candidate re-reads its GLUE task: one bar per candidate is noise
-    (arguments,) = HfArgumentParser(RunArguments).parse_args_into_dataclasses(args=argv)
-    config = load_config(arguments.config, arguments.overrides())
+    flags, settings = split_overrides(sys.argv[1:] if argv is None else argv)
+    (arguments,) = HfArgumentParser(RunArguments).parse_args_into_dataclasses(args=flags)
+    config = load_config(arguments.config, {**settings, **arguments.overrides()})
+    configure_logging(arguments.verbose, Path(config.output_dir) / "search.log", distributed_state().is_main_process)
     state = run_search(config, resume=arguments.resume, progress=not arguments.no_progress)
     if distributed_state().is_main_process and config.export.top_k > 0:
         from search.export import export_top_k

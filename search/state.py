@@ -16,10 +16,11 @@ import json
 import math
 import os
 import random
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from training.atomic_files import write_bytes_atomic
 
 from .strategies import Proposal
 from .ucb import OperationPriority
@@ -33,24 +34,7 @@ CANDIDATE_STATUSES = ("ok", "failed", "infeasible")
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the complete new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_bytes_atomic(path, data)
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:

@@ -11,8 +11,11 @@ Hypothesis runs derandomized with no example database, so CI sees the same examp
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 
+import pytest
 import torch
 from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
@@ -36,6 +39,30 @@ settings.register_profile(
 )
 settings.register_profile("explore", max_examples=500, deadline=None, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+DEMO_DATA = REPOSITORY / "demo_data"
+FULL_DATA = REPOSITORY.parent / "shared" / "data"  # the full data sets, beside a checkout that has them (not a clone)
+
+
+def data_sources(demo: object, full: object) -> dict[str, object]:
+    """What a data test checks per source: the bundled demo subset always, the full data too where it exists.
+
+    A test parametrized over these runs on every machine (a fresh clone has only ``demo_data/``) and never
+    skips; the full files are checked wherever they sit beside the repository."""
+    return {"demo": demo, **({"full": full} if FULL_DATA.is_dir() else {})}
+
+
+@pytest.fixture(autouse=True)
+def _remove_script_logging():
+    """Scripts run in-process install console and log-file handlers (`training.console.configure_logging`):
+    removed after each test, so no test logs to another test's files."""
+    yield
+    root = logging.getLogger()
+    for handler in [handler for handler in root.handlers if getattr(handler, "_installed_by_training", False)]:
+        root.removeHandler(handler)
+        handler.close()
+
 
 TOKEN, FEATURE = "n", "d"
 ROW_SHAPE = (TOKEN, FEATURE)  # the shape of every input node and of a program's output

@@ -19,6 +19,7 @@ from publishing.model_card import (
     RESULTS_DIR,
     RUN_RECORD,
     SEARCH_RESULT,
+    SEARCH_SETTINGS,
     WEIGHTS,
     CardError,
     CardSettings,
@@ -86,9 +87,12 @@ def test_every_number_comes_from_the_results_files_and_the_metadata_round_trips(
     folder = full_folder(tmp_path / "repo")
     card = render_model_card(folder, CardSettings(model_name="autobert-zero-test", repo_id="org/autobert-zero-test"))
     text = str(card)
-    for expected in ("0.6173", "0.8127", "0.7346", "71.5000", "1,234,567", "1,198,765", "45,678", "98,765,432",
-                     "6.4321", "6.9876", "0.5917", "12.3456", "321 optimizer steps", "of 64 tokens"):
+    # GLUE scores (fractions in the files) on the card's one scale, 0-100, like the GLUE average
+    for expected in ("| 61.73 |", "| 81.27 |", "| 73.46 |", "GLUE average (only these tasks): 71.50", "1,234,567", "1,198,765",
+                     "45,678", "98,765,432", "6.4321", "6.9876", "proxy score 59.17", "| rte/accuracy | 59.17 |", "12.3456",
+                     "321 optimizer steps", "of 64 tokens"):
         assert expected in text, expected
+    assert "0.6173" not in text and "0.5917" not in text
 
     card.save(tmp_path / "README.md")
     loaded = ModelCard.load(tmp_path / "README.md")
@@ -98,10 +102,11 @@ def test_every_number_comes_from_the_results_files_and_the_metadata_round_trips(
     assert "autobert-zero" in metadata["tags"] and "random-weights" not in metadata["tags"]
     results = metadata["model-index"][0]["results"]
     reported = {(r["dataset"]["config"], metric["name"]): metric["value"] for r in results for metric in r["metrics"]}
-    assert reported == {("rte", "accuracy"): 0.6173, ("mrpc", "f1"): 0.8127, ("mrpc", "accuracy"): 0.7346}
+    assert reported == {("rte", "accuracy"): 61.73, ("mrpc", "f1"): 81.27, ("mrpc", "accuracy"): 73.46}
     assert all(r["dataset"]["type"] == "nyu-mll/glue" and r["dataset"]["split"] == "validation" for r in results)
     assert all("demo subset" in r["dataset"]["name"] for r in results)  # the run record says demo data
-    assert [result.metric_value for result in loaded.data.eval_results] == [0.6173, 0.8127, 0.7346]
+    assert [result.metric_value for result in loaded.data.eval_results] == [61.73, 81.27, 73.46]
+    assert "demo" in metadata["tags"]  # the run record says demo data: the metadata says so too
 
 
 def test_the_architecture_table_and_commands_are_in_the_card(tmp_path):
@@ -150,3 +155,65 @@ def test_a_malformed_results_file_is_an_error_naming_it(tmp_path):
     (folder / RESULTS_DIR / GLUE_RESULTS).write_text("{not json")
     with pytest.raises(CardError, match="glue_results.json: not valid JSON"):
         render_model_card(folder, CardSettings(model_name="m"))
+
+
+def test_losses_stand_beside_the_loss_of_a_uniform_guess(tmp_path):
+    text = str(render_model_card(full_folder(tmp_path), CardSettings(model_name="m")))
+    # vocabulary of 223 tokens: MLM ln 223 = 5.4072, the total loss ln 223 + ln 2 = 6.1003; NSP ln 2 = 0.6931
+    assert "| eval_mlm_loss | 6.9876 | 5.4072 |" in text and "| train_loss | 6.4321 | 6.1003 |" in text
+    assert "NSP: ln 2 over two classes; MLM: ln V over the vocabulary of 223 tokens" in text
+
+
+def glue_summary(examples: dict[str, int], demo: bool) -> dict:
+    run = {"run": "lr2e-05_wd0.01", "score": 0.52, "metrics": {"accuracy": 0.52}, "initialised_from": "ckpt",
+           "examples": examples, "majority_class_metrics": {"accuracy": 0.51}, "model_dir": "runs/glue/rte/lr2e-05_wd0.01"}
+    return {"data": {"data_dir": "/data/glue", "hub_dataset": None, "demo_data": demo},
+            "runs": {"rte": {run["run"]: run["metrics"]}}, "best": {"rte": run}, "glue_average": 52.0, "glue_average_is_partial": True}
+
+
+def test_a_demo_subset_and_a_demo_size_pretraining_say_so_without_any_run_record(tmp_path):
+    folder = repo_folder(
+        tmp_path,
+        **{GLUE_RESULTS: glue_summary({"train": 400, "validation": 100}, demo=True),
+           PRETRAINING_RESULTS: {**PRETRAINING, "data": {"train_files": ["demo_data/wikitext-2-raw/wiki.demo.raw"], "demo_data": True}},
+           PRETRAINING_STATE: {"global_step": 30, "train_batch_size": 8}},
+    )
+    card = render_model_card(folder, CardSettings(model_name="m"))
+    (result,) = card.data.eval_results
+    assert result.dataset_name == "GLUE RTE (bundled demo subset: the first 100 of 277 dev examples)"
+    assert result.dataset_split == "validation[:100]" and result.metric_value == 52.0
+    assert "demo" in card.data.tags
+    text = str(card)
+    assert "| RTE | accuracy | 52.00 | 51.00 | 100 of 277 |" in text  # beside the majority class, with the count
+    assert "a demo-size run" in text and "fewer than BERT's 10,000 warm-up steps" in text
+    assert "A demonstration, not a usable model" in text and "bundled demo text" in text
+
+
+def test_full_dev_sets_after_a_real_pretraining_are_not_called_a_demo(tmp_path):
+    folder = repo_folder(
+        tmp_path,
+        **{GLUE_RESULTS: glue_summary({"train": 2490, "validation": 277}, demo=False),
+           PRETRAINING_RESULTS: {**PRETRAINING, "data": {"train_files": ["corpus.txt"], "demo_data": False}},
+           PRETRAINING_STATE: {"global_step": 100_000}},
+    )
+    card = render_model_card(folder, CardSettings(model_name="m"))
+    (result,) = card.data.eval_results
+    assert (result.dataset_name, result.dataset_split) == ("GLUE RTE", "validation")
+    assert "demo" not in card.data.tags and "demo" not in str(card).lower().replace("autobert-zero", "")
+
+
+def test_how_to_use_loads_from_a_path_that_exists_and_has_a_pipeline_example(tmp_path):
+    local = render_model_card(repo_folder(tmp_path), CardSettings(model_name="m", local_path="outputs/hub/m"))
+    assert 'path = "outputs/hub/m"  # this folder, relative to the directory it was published from' in str(local)
+    assert 'fill_mask = pipeline("fill-mask", model=path, trust_remote_code=True)' in str(local)
+    pushed = render_model_card(repo_folder(tmp_path), CardSettings(model_name="m", repo_id="org/m", local_path="outputs/hub/m"))
+    assert 'path = "org/m"\n' in str(pushed)
+
+
+def test_a_search_on_the_demo_data_says_so(tmp_path):
+    settings = {"evaluator": "biws", "proxy": "glue", "train_files": ["demo_data/wikitext-2-raw/wiki.demo.raw"],
+                "glue_data_dir": "demo_data/glue", "demo_data": True, "pretraining_steps": 15, "candidates": 8}
+    card = render_model_card(repo_folder(tmp_path, weights_kind="search", **{SEARCH_RESULT: SEARCH, SEARCH_SETTINGS: settings}),
+                             CardSettings(model_name="m"))
+    assert "demo" in card.data.tags
+    assert "on the bundled demo data after 15 pretraining steps each (the paper: 40,000)" in str(card)

@@ -15,7 +15,14 @@ import torch
 
 from modeling_autobert_zero import AutoBertZeroConfig, AutoBertZeroForPreTraining
 from publishing.arguments import PublishArguments
-from publishing.hub import PublishError, load_checkpoint, load_in_fresh_process, missing_repo_files, push_folder
+from publishing.hub import (
+    HIDE_INSTALLED_PACKAGE,
+    PublishError,
+    load_checkpoint,
+    load_in_fresh_process,
+    missing_repo_files,
+    push_folder,
+)
 from publishing.model_card import GLUE_RESULTS, RESULTS_DIR
 from publishing.publish import run_publish
 from search.config import SearchConfig, dataclass_from_mapping
@@ -84,8 +91,28 @@ def test_a_push_that_cannot_reach_the_hub_fails_clearly_and_leaves_the_folder_co
             RESULTS_DIR} <= names
     assert "training_args.bin" not in names
     card = (folder / "README.md").read_text()
-    assert "0.5432" in card and "4.3210" in card and "77 optimizer steps" in card
-    assert 'AutoModel.from_pretrained("org/tiny", trust_remote_code=True)' in card
+    assert "| 54.32 |" in card and "4.3210" in card and "77 optimizer steps" in card
+    assert 'path = "org/tiny"' in card and "AutoModel.from_pretrained(path, trust_remote_code=True)" in card
+    # everything readable by others, as any file the user writes (mkstemp and safetensors create 0600)
+    modes = {path.relative_to(folder): path.stat().st_mode & 0o777 for path in [folder, *folder.rglob("*")]}
+    assert all(mode == (0o755 if (folder / path).is_dir() else 0o644) for path, mode in modes.items()), modes
+
+
+def test_the_cards_how_to_use_code_runs_in_a_fresh_process_with_its_fill_mask_pipeline(checkpoint, tmp_path, monkeypatch):
+    """The card's own code block, run from where the folder was published, by a process that cannot import this
+    package (as on a Hub user's machine): loads the folder, encodes, and fills a mask."""
+    monkeypatch.chdir(tmp_path)
+    (repo,) = run_publish(PublishArguments(output_dir="hub", checkpoint=str(checkpoint), name="tiny"))
+    card = (repo.folder / "README.md").read_text()
+    code = card.split("## How to use")[1].split("```python\n")[1].split("```")[0]
+    assert 'pipeline("fill-mask", model=path, trust_remote_code=True)' in code
+    assert 'path = "hub/tiny"  # this folder, relative to the directory it was published from' in code
+    completed = subprocess.run(
+        [sys.executable, "-c", HIDE_INSTALLED_PACKAGE + code + "\nprint('FILLED', len(fill_mask('Paris is the [MASK] of France.')))"],
+        capture_output=True, text=True, env=fresh_environment(tmp_path, HF_HUB_OFFLINE="1"), cwd=tmp_path, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "FILLED 5" in completed.stdout
 
 
 def test_the_folder_loads_in_a_fresh_process_without_this_package(failed_push, checkpoint, tmp_path):
@@ -162,7 +189,7 @@ def test_the_top_candidates_of_a_search_each_get_a_folder_and_card(tmp_path):
         assert missing_repo_files(repo.folder) == []
         assert AutoBertZeroConfig.from_pretrained(repo.folder).layers == record.architecture
         card = (repo.folder / "README.md").read_text()
-        assert f"candidate {record.index}, proxy score {record.score:.4f}" in card
+        assert f"candidate {record.index}, proxy score {record.score:.4f} (a synthetic score: the stand-in" in card
         assert "random initialisation" in card  # a synthetic search keeps no weights: the card says so
         assert (repo.folder / "search_best_so_far.png").is_file()
     assert not any(path.name.startswith(".export-") for path in (tmp_path / "hub").iterdir())

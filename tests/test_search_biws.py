@@ -1,6 +1,6 @@
 """The BIWS evaluator on real data (tiny model, a few steps): end to end, resume with the super-net, export.
 
-Needs ``../shared/data`` (WikiText-2 valid, GLUE RTE, the BERT vocabulary) next to the repository.
+Runs on the bundled ``demo_data/`` (WikiText-2 prefixes, the GLUE RTE demo subset, the BERT vocabulary).
 """
 
 from __future__ import annotations
@@ -21,17 +21,16 @@ from search.state import load_state
 
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"needs the shared data next to the repository ({DATA})")
+DATA = REPO / "demo_data"
 
 SMOKE = {  # tiny.yaml, cut to seconds per candidate
     "max_evaluations": 3,
     "search.population_size": 2,
     "search.num_parents": 1,
     "search.children_per_parent": 1,
-    "evaluator.biws.tokenizer": str(DATA / "vocab" / "bert-base-uncased-vocab.txt"),
-    "evaluator.biws.pretraining.train_files": [str(DATA / "wikitext-2-raw" / "wiki.valid.raw")],
-    "evaluator.biws.pretraining.validation_files": [str(DATA / "wikitext-2-raw" / "wiki.test.raw")],
+    "evaluator.biws.tokenizer": str(DATA / "vocab.txt"),
+    "evaluator.biws.pretraining.train_files": [str(DATA / "wikitext-2-raw" / "wiki.demo.raw")],
+    "evaluator.biws.pretraining.validation_files": [str(DATA / "wikitext-2-raw" / "wiki.demo-test.raw")],
     "evaluator.biws.pretraining.max_validation_examples": 32,
     "evaluator.biws.pretraining.max_steps": 2,
     "evaluator.biws.pretraining.batch_size": 4,

@@ -13,7 +13,7 @@ from search.run_opnas import run_search
 from search.state import CandidateRecord
 
 
-VOCAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vocab" / "bert-base-uncased-vocab.txt"
+VOCAB = Path(__file__).resolve().parents[1] / "demo_data" / "vocab.txt"
 
 
 def synthetic_search(output_dir: Path):

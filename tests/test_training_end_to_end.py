@@ -241,6 +241,17 @@ def test_scripts_run_from_yaml_and_json_files_and_resume(workspace, tmp_path):
     assert sorted(summary["runs"]["rte"]) == ["lr0.0005_wd0.01", "lr0.001_wd0.01"]
     assert summary["best"]["rte"]["run"] in summary["runs"]["rte"] and summary["glue_average_is_partial"]
     assert (tmp_path / "glue" / "submission" / "RTE.tsv").is_file()
+    # the best run keeps its fine-tuned model (as transformers' run_glue does), the other only its results
+    best = summary["best"]["rte"]
+    (other,) = set(summary["runs"]["rte"]) - {best["run"]}
+    assert best["model_dir"] == str(tmp_path / "glue" / "rte" / best["run"])
+    assert AutoModelForSequenceClassification.from_pretrained(best["model_dir"]).config.num_labels == 2
+    assert sorted(path.name for path in (tmp_path / "glue" / "rte" / other).iterdir()) == ["RTE.tsv", "eval_results.json"]
+    assert best["examples"] == {"train": 64, "validation": 16, "test": 8} and best["majority_class_metrics"] == {"accuracy": 0.5}
+    # the same file with a key=value override and a flag: results only
+    _run_script("finetune_glue.py", [str(tmp_path / "glue.json"), f"output_dir={tmp_path / 'glue-results-only'}", "--no_save_best_model"])
+    only = json.loads((tmp_path / "glue-results-only" / "glue_results.json").read_text())
+    assert only["best"]["rte"]["model_dir"] is None and not list((tmp_path / "glue-results-only").rglob("model.safetensors"))
 
     _run_script(
         "finetune_squad.py",

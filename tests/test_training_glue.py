@@ -14,8 +14,9 @@ from training.glue import GLUE_TASKS, GlueFormatError, load_glue_task, read_glue
 from training.glue_tasks import TRAINABLE_TASKS, get_glue_task, parse_task_names
 from training.tokenization import load_tokenizer
 
+from conftest import DEMO_DATA, FULL_DATA, data_sources
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
 VOCAB = Path(__file__).resolve().parent / "fixtures" / "training" / "vocab.txt"  # words of these tests + characters
 
 SENTENCES = ['He said " hello', "The cat sat on the mat .", "It's a test sentence", "Dogs bark loudly ."]
@@ -247,21 +248,29 @@ def test_hub_layout_is_renamed_to_the_same_columns(monkeypatch, tokenizer):
     assert data["test_matched"][0]["idx"] == 5
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "glue").is_dir(), reason="needs ../shared/data/glue")
-def test_the_real_glue_files_parse_completely():
-    expected_rows = {  # PROVENANCE.md's record counts
+GLUE_FILES = data_sources(
+    demo=(DEMO_DATA / "glue", {  # demo_data/PROVENANCE.md: each file's first lines, header included
+        ("sst2", "train"): 800, ("sst2", "validation"): 200, ("mrpc", "train"): 400, ("mrpc", "validation"): 100,
+        ("rte", "train"): 400, ("rte", "validation"): 100,
+    }),
+    full=(FULL_DATA / "glue", {  # the shared data's PROVENANCE.md record counts
         ("cola", "train"): 8551, ("cola", "validation"): 1043, ("cola", "test"): 1063,
         ("sst2", "validation"): 872, ("sst2", "test"): 1821,
         ("mrpc", "train"): 3668, ("mrpc", "validation"): 408, ("mrpc", "test"): 1725,
         ("stsb", "train"): 5749, ("stsb", "validation"): 1500, ("stsb", "test"): 1379,
         ("qnli", "validation"): 5463, ("rte", "train"): 2490, ("rte", "validation"): 277, ("rte", "test"): 3000,
         ("wnli", "train"): 635, ("wnli", "validation"): 71, ("wnli", "test"): 146, ("ax", "test"): 1104,
-    }  # fmt: skip
+    }),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("source", list(GLUE_FILES))
+def test_the_real_glue_files_parse_completely(source):
+    root, expected_rows = GLUE_FILES[source]
     for (task_name, split), rows in expected_rows.items():
         task = get_glue_task(task_name)
-        columns, skipped = read_glue_tsv(
-            SHARED_DATA / "glue" / task.directory / task.split_files[split], task_name, split
-        )
+        columns, skipped = read_glue_tsv(root / task.directory / task.split_files[split], task_name, split)
         assert (len(columns["text_a"]), skipped) == (rows, []), (task_name, split)
-    columns, _ = read_glue_tsv(SHARED_DATA / "glue" / "MNLI" / "kshot-16-42" / "train.tsv", "mnli", "train")
-    assert np.bincount(columns["labels"]).tolist() == [16, 16, 16]
+    if source == "full":
+        columns, _ = read_glue_tsv(root / "MNLI" / "kshot-16-42" / "train.tsv", "mnli", "train")
+        assert np.bincount(columns["labels"]).tolist() == [16, 16, 16]

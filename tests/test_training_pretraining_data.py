@@ -14,8 +14,9 @@ from training.corpus import iter_documents, parse_source, read_documents
 from training.pretraining_data import IS_NEXT, IS_RANDOM, PretrainingCollator, build_pretraining_dataset, document_pairs
 from training.tokenization import load_tokenizer
 
+from conftest import DEMO_DATA, FULL_DATA, data_sources
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
 VOCAB = Path(__file__).resolve().parent / "fixtures" / "training" / "vocab.txt"  # words of these tests + characters
 
 WIKITEXT_SAMPLE = "\n".join(  # WikiText lines keep their leading and trailing spaces
@@ -283,14 +284,21 @@ def test_collator_rejects_impossible_probabilities(tokenizer):
         PretrainingCollator(tokenizer, mask_replace_probability=0.8, random_replace_probability=0.3)
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (WikiText-2 and the BERT vocabulary)")
-def test_wikitext_valid_becomes_articles_of_clean_sentences(tmp_path):
-    documents = read_documents(SHARED_DATA / "wikitext-2-raw" / "wiki.valid.raw", cache_dir=str(tmp_path))
-    assert len(documents) == 60  # the 60 ` = Title = ` articles
+WIKITEXT = data_sources(  # (WikiText-2 validation text or its demo prefix, the BERT vocabulary, articles in the text)
+    demo=(DEMO_DATA / "wikitext-2-raw" / "wiki.demo.raw", DEMO_DATA / "vocab.txt", 10),
+    full=(FULL_DATA / "wikitext-2-raw" / "wiki.valid.raw", FULL_DATA / "vocab" / "bert-base-uncased-vocab.txt", 60),
+)
+
+
+@pytest.mark.parametrize("source", list(WIKITEXT))
+def test_wikitext_valid_becomes_articles_of_clean_sentences(tmp_path, source):
+    text, vocab, articles = WIKITEXT[source]
+    documents = read_documents(text, cache_dir=str(tmp_path))
+    assert len(documents) == articles  # one per ` = Title = ` heading
     sentences = [sentence for document in documents["sentences"] for sentence in document]
     assert sentences[0].startswith("Homarus gammarus , known as the European lobster")
     assert not any("@-@" in sentence or sentence.startswith("=") for sentence in sentences)
-    vocabulary = load_tokenizer(SHARED_DATA / "vocab" / "bert-base-uncased-vocab.txt")
+    vocabulary = load_tokenizer(vocab)
     assert vocabulary.convert_tokens_to_ids(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "hello"]) == [
         0,
         100,

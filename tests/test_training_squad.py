@@ -21,8 +21,9 @@ from training.squad import (
 )
 from training.tokenization import load_tokenizer
 
+from conftest import DEMO_DATA, FULL_DATA, data_sources
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
 VOCAB = Path(__file__).resolve().parent / "fixtures" / "training" / "vocab.txt"  # words of these tests + characters
 
 CONTEXT = (
@@ -189,9 +190,16 @@ def test_doc_stride_must_leave_room_for_context(tmp_path, tokenizer):
         )
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "squad").is_dir(), reason="needs ../shared/data/squad")
-def test_the_real_squad_files_read_completely():
-    examples, version_2 = read_squad_file(SHARED_DATA / "squad" / "dev-v1.1.json")
-    assert (len(examples), version_2) == (10_570, False)
-    examples, version_2 = read_squad_file(SHARED_DATA / "squad" / "v2.0-cs224n-split" / "dev-v2.0.json")
-    assert (len(examples), version_2, sum(example["is_impossible"] for example in examples)) == (6_078, True, 3_168)
+SQUAD_DEV = data_sources(  # (v1.1 dev file, v2.0 dev file, their questions, v2.0's unanswerable questions)
+    demo=(DEMO_DATA / "squad" / "v1.1" / "dev.json", DEMO_DATA / "squad" / "v2.0" / "dev.json", 50, 145, 89),
+    full=(FULL_DATA / "squad" / "dev-v1.1.json", FULL_DATA / "squad" / "v2.0-cs224n-split" / "dev-v2.0.json", 10_570, 6_078, 3_168),
+)
+
+
+@pytest.mark.parametrize("source", list(SQUAD_DEV))
+def test_the_real_squad_files_read_completely(source):
+    version_1, version_2, questions_1, questions_2, unanswerable = SQUAD_DEV[source]
+    examples, is_v2 = read_squad_file(version_1)
+    assert (len(examples), is_v2) == (questions_1, False)
+    examples, is_v2 = read_squad_file(version_2)
+    assert (len(examples), is_v2, sum(example["is_impossible"] for example in examples)) == (questions_2, True, unanswerable)

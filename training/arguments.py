@@ -10,33 +10,79 @@ Every value can be overridden from the command line or the config file.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from .models import ARCHITECTURES, SIZES
+from .overrides import split_overrides
 
 
 PAPER_LEARNING_RATES = (1e-5, 1.5e-5, 2e-5, 3e-5, 4e-5, 5e-5)
 PAPER_WEIGHT_DECAYS = (0.1, 0.01)
 
 
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def read_settings_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping of settings in a ``.json`` / ``.yaml`` / ``.yml`` file (an empty file is no settings)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"arguments file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of argument names to values, got {type(data).__name__}")
+    return data
+
+
 def parse_script_arguments(dataclass_types: tuple[type, ...], argv: list[str] | None = None) -> tuple:
-    """Instances of ``dataclass_types`` from ``argv`` (default: the command line), or from a single
-    ``.json`` / ``.yaml`` / ``.yml`` file given as the only argument."""
-    argv = sys.argv[1:] if argv is None else argv
+    """Instances of ``dataclass_types`` from ``argv`` (default: the command line).
+
+    ``argv`` may start with a ``.json`` / ``.yaml`` / ``.yml`` file of settings; ``key=value`` overrides
+    (`training.overrides`) and ``--key value`` flags change them, flags taking precedence:
+
+        python scripts/pretrain.py runs/pretrain.yaml max_steps=20 --output_dir runs/short
+
+    A setting in the file or an override that no dataclass has is an error naming it.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types)
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        path = Path(argv[0])
-        if not path.is_file():
-            raise FileNotFoundError(f"arguments file {path} does not exist")
-        if path.suffix == ".json":
-            return parser.parse_json_file(str(path), allow_extra_keys=False)
-        return parser.parse_yaml_file(str(path), allow_extra_keys=False)
-    return parser.parse_args_into_dataclasses(args=argv)
+    source, settings = "the command line", {}
+    if argv and not argv[0].startswith("-") and argv[0].endswith(CONFIG_SUFFIXES):
+        source, settings = argv[0], read_settings_file(argv[0])
+        argv = argv[1:]
+    actions = {action.dest: action for action in parser._actions if action.dest != "help"}
+    flags, overrides = split_overrides(argv, lambda key: key in actions)
+    settings.update(overrides)
+    unknown = sorted(set(settings) - set(actions))
+    if unknown:
+        raise ValueError(f"{source}: unknown argument {unknown[0]!r}; expected one of: {', '.join(sorted(actions))}")
+    for name, value in settings.items():
+        if actions[name].nargs in ("+", "*") and value is not None and not isinstance(value, list):
+            settings[name] = [value]  # `train_files=a.txt` means a list of one file
+        actions[name].required = False
+    parser.set_defaults(**settings)
+    *parsed, remaining = parser.parse_args_into_dataclasses(
+        args=flags, return_remaining_strings=True, look_for_args_file=False
+    )
+    if remaining:
+        names = ", ".join(sorted(actions))
+        raise ValueError(f"unknown argument(s) {remaining}: expected --name value or name=value, name one of: {names}")
+    return tuple(parsed)
 
 
 def resolve_training_arguments(
@@ -57,6 +103,17 @@ def resolve_training_arguments(
 
 
 @dataclass
+class ConsoleArguments:
+    """What a script prints; see `training.console`."""
+
+    verbose: bool = field(
+        default=False,
+        metadata={"help": "Print every training log record (losses, learning rate, ...) on the console too; they "
+                          "always go to OUTPUT_DIR/training.log (and to TensorBoard with --report_to tensorboard)."},
+    )
+
+
+@dataclass
 class PretrainingArguments(TrainingArguments):
     """`TrainingArguments` with BERT's pretraining defaults (BERT used 256 sequences per step, 1M steps)."""
 
@@ -67,11 +124,19 @@ class PretrainingArguments(TrainingArguments):
     max_steps: int = field(default=1_000_000, metadata={"help": "Optimizer steps (BERT: 1M at batch 256)."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Sequences per device and step."})
     logging_steps: float = field(default=100, metadata={"help": "Log losses every this many steps."})
-    save_steps: float = field(default=10_000, metadata={"help": "Write a resumable checkpoint every this many steps."})
+    logging_first_step: bool = field(default=True, metadata={"help": "Log the losses of the first step too."})
+    save_steps: float = field(
+        default=10_000,
+        metadata={"help": "Write a resumable checkpoint (model and optimizer state) every this many steps; a run "
+                          "shorter than this writes none, only its final model."},
+    )
     save_total_limit: int | None = field(default=3, metadata={"help": "Checkpoints kept."})
     prediction_loss_only: bool = field(default=True, metadata={"help": "Evaluation reports losses only."})
     report_to: None | str | list[str] = field(
         default="tensorboard", metadata={"help": "Where to log: tensorboard (under output_dir/runs), none, ..."}
+    )
+    dataloader_pin_memory: bool = field(
+        default=torch.cuda.is_available(), metadata={"help": "Pin batches in memory (helps only with a GPU)."}
     )
 
 
@@ -87,6 +152,9 @@ class FinetuningArguments(TrainingArguments):
     per_device_eval_batch_size: int = field(default=128, metadata={"help": "Examples per device in evaluation."})
     logging_steps: float = field(default=50, metadata={"help": "Log the loss every this many steps."})
     save_strategy: str = field(default="no", metadata={"help": "Intermediate checkpoints ('no', 'steps', 'epoch')."})
+    dataloader_pin_memory: bool = field(
+        default=torch.cuda.is_available(), metadata={"help": "Pin batches in memory (helps only with a GPU)."}
+    )
 
 
 @dataclass
@@ -178,6 +246,11 @@ class GlueArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many dev examples."})
     write_test_predictions: bool = field(
         default=True, metadata={"help": "Write GLUE submission files for the test sets."}
+    )
+    save_best_model: bool = field(
+        default=True,
+        metadata={"help": "Keep the fine-tuned model of every task's best run in its run folder "
+                          "(--no_save_best_model: keep only results)."},
     )
 
 

@@ -12,6 +12,7 @@ an error naming the file and line, or, with ``skip_malformed_rows``, is skipped 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -38,15 +39,19 @@ from .arguments import (
 )
 from .atomic_files import write_json_atomic, write_text_atomic
 from .glue_tasks import GLUE_TASKS, MNLI_INITIALISED_TASKS, GlueTask, get_glue_task, parse_task_names
-from .metrics import glue_average, glue_metrics, glue_predictions, glue_score
+from .metrics import glue_average, glue_metrics, glue_predictions, glue_score, percent
 from .models import task_model
+from .run_info import is_demo_data
 from .tokenization import load_tokenizer
 from .trainers import MeanLossTrainer
 
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["GLUE_TASKS", "GlueFormatError", "read_glue_tsv", "load_glue_task", "finetune_glue", "run_glue"]
+__all__ = [
+    "GLUE_TASKS", "GlueFormatError", "GlueRun", "read_glue_tsv", "load_glue_task",
+    "finetune_glue", "finetune_glue_run", "run_glue",
+]
 HUB_DATASET = "nyu-mll/glue"
 
 
@@ -195,7 +200,7 @@ def load_glue_task(
         for split in wanted:
             path = directory / (split_files or {}).get(split, task.split_files[split])
             if not path.is_file():
-                logger.info("%s: no %s, so no %s split", directory, path.name, split)
+                logger.debug("%s: no %s, so no %s split", directory, path.name, split)
                 continue
             columns, _ = read_glue_tsv(path, task.name, split, skip_malformed_rows)
             tables[split] = datasets.Dataset.from_dict(columns)
@@ -256,7 +261,30 @@ def _diagnostic_directory(data_dir: str | os.PathLike) -> Path | None:
     return None
 
 
-def finetune_glue(
+@dataclasses.dataclass(frozen=True)
+class GlueRun:
+    """One finetuning run: its dev metrics, how many examples of each split it used, and the dev metrics of
+    always predicting the most frequent training label (what a model that learned nothing scores)."""
+
+    metrics: dict[str, float]
+    examples: dict[str, int]
+    majority_class: dict[str, float]
+
+
+def majority_class_metrics(task: GlueTask, train: datasets.Dataset, validation: datasets.Dataset) -> dict[str, float]:
+    """``validation``'s metrics when every example gets the most frequent label of ``train`` (classification)."""
+    labels = np.asarray(validation["labels"])
+    majority = np.bincount(np.asarray(train["labels"]), minlength=task.num_labels).argmax()
+    return glue_metrics(task.name, np.full(len(labels), majority), labels)
+
+
+def finetune_glue(*args: Any, **kwargs: Any) -> dict[str, float]:
+    """Finetune a model on one GLUE task and return its dev metrics: `finetune_glue_run` (same arguments)
+    without the example counts."""
+    return finetune_glue_run(*args, **kwargs).metrics
+
+
+def finetune_glue_run(
     model: str | os.PathLike | nn.Module,
     task_name: str,
     data_dir: str | os.PathLike | None,
@@ -274,8 +302,9 @@ def finetune_glue(
     save_model: bool = True,
     callbacks: list[TrainerCallback] | None = None,
     **training_overrides: Any,
-) -> dict[str, float]:
-    """Finetune ``model`` on one GLUE task and return its dev metrics (MNLI mismatched with an ``_mm`` suffix).
+) -> GlueRun:
+    """Finetune ``model`` on one GLUE task; its dev metrics (MNLI mismatched with an ``_mm`` suffix), the
+    number of examples of every split used, and the dev metrics of the majority class.
 
     ``model`` is a checkpoint directory or a model instance with any head (e.g. the pretraining model the
     search just trained); a sequence-classification head is put on its backbone, and an instance is left
@@ -322,11 +351,15 @@ def finetune_glue(
     trainer.train()
 
     metrics: dict[str, float] = {}
+    majority: dict[str, float] = {}
     for split, suffix in task.validation_splits.items():
         if split in data:
             prediction = trainer.predict(data[split])
             scores = glue_metrics(task.name, prediction.predictions, prediction.label_ids)
             metrics.update({f"{name}{suffix}": value for name, value in scores.items()})
+            if not task.is_regression:
+                baseline = majority_class_metrics(task, data["train"], data[split])
+                majority.update({f"{name}{suffix}": value for name, value in baseline.items()})
     if not metrics:
         logger.warning("GLUE %s: no dev split in %s, so no dev metrics", task.name, data_dir or HUB_DATASET)
 
@@ -345,7 +378,7 @@ def finetune_glue(
                 write_submission_file(Path(arguments.output_dir) / file_name, task.name, dataset["idx"], outputs)
     if save_model:
         trainer.save_model()
-    return metrics
+    return GlueRun(metrics, {split: len(table) for split, table in data.items() if len(table)}, majority)
 
 
 def _grid(glue_arguments: GlueArguments, arguments: TrainingArguments) -> list[tuple[float, float]]:
@@ -356,12 +389,37 @@ def _grid(glue_arguments: GlueArguments, arguments: TrainingArguments) -> list[t
     return [(rate, decay) for rate in rates for decay in decays]
 
 
+def _keep_results_only(run_dir: Path, task: GlueTask) -> None:
+    """Delete the model a run saved (weights, config, tokenizer, training arguments), keeping its results:
+    ``eval_results.json`` and the submission files."""
+    kept = {"eval_results.json", *task.submission_files.values(), GLUE_TASKS["ax"].submission_files["test"]}
+    for path in run_dir.iterdir():
+        if path.is_file() and path.name not in kept:
+            path.unlink()
+
+
+def _describe_run(task: GlueTask, name: str, run: GlueRun) -> str:
+    def scores(metrics: Mapping[str, float]) -> str:
+        return ", ".join(f"{metric} {percent(value)}" for metric, value in metrics.items())
+
+    dev = sum(count for split, count in run.examples.items() if split.startswith("validation"))
+    baseline = f"; majority class: {scores(run.majority_class)}" if run.majority_class else ""
+    return (
+        f"GLUE {task.directory} {name}: {scores(run.metrics) or 'no dev metrics'} (0-100{baseline}; "
+        f"{dev} dev examples, trained on {run.examples.get('train', 0)})"
+    )
+
+
 def run_glue(glue_arguments: GlueArguments, arguments: TrainingArguments) -> dict[str, Any]:
     """`scripts/finetune_glue.py`: every task × grid point, the best run per task, submissions, the GLUE average.
 
-    Runs go to ``<output_dir>/<task>/lr<rate>_wd<decay>/``; the best run's submission files are copied to
-    ``<output_dir>/submission/`` and a summary (every run's dev metrics, the best per task and, when all
-    tasks ran, the GLUE average) to ``<output_dir>/glue_results.json``.
+    Runs go to ``<output_dir>/<task>/lr<rate>_wd<decay>/``. The best run of every task keeps its fine-tuned
+    model there (as `run_glue` of `transformers` saves its model), unless ``save_best_model`` is off; the
+    other runs keep only their results. The best run's submission files are copied to
+    ``<output_dir>/submission/`` and a summary (every run's dev metrics, the best per task with its model
+    folder and example counts, the data source and, when all tasks ran, the GLUE average) to
+    ``<output_dir>/glue_results.json``. Metrics there are fractions as the metric functions return them; the
+    GLUE average is in percent, as papers report it.
     """
     tasks = parse_task_names(glue_arguments.task_name)
     if glue_arguments.init_from_mnli and "mnli" not in tasks:
@@ -369,18 +427,26 @@ def run_glue(glue_arguments: GlueArguments, arguments: TrainingArguments) -> dic
     tokenizer = load_tokenizer(glue_arguments.tokenizer or glue_arguments.model_name_or_path)
     output_dir = Path(arguments.output_dir)
     mnli_checkpoint = glue_arguments.mnli_checkpoint
-    summary: dict[str, Any] = {"runs": {}, "best": {}}
+    data_dir = glue_arguments.data_dir
+    data = {
+        "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
+        "hub_dataset": HUB_DATASET if data_dir is None else None,
+        "demo_data": data_dir is not None and is_demo_data(data_dir),
+    }
+    summary: dict[str, Any] = {"data": data, "runs": {}, "best": {}}
     for task_name in tasks:
+        task = GLUE_TASKS[task_name]
         start = glue_arguments.model_name_or_path
         if task_name in MNLI_INITIALISED_TASKS and mnli_checkpoint is not None:
             start = mnli_checkpoint
-        runs = {}
+        keep_model = glue_arguments.save_best_model or (task_name == "mnli" and glue_arguments.init_from_mnli)
+        runs, examples, majority, best, best_score = {}, {}, {}, None, None
         for rate, decay in _grid(glue_arguments, arguments):
             run_dir = output_dir / task_name / f"lr{rate:g}_wd{decay:g}"
-            runs[run_dir.name] = finetune_glue(
+            run = finetune_glue_run(
                 start,
                 task_name,
-                glue_arguments.data_dir,
+                data_dir,
                 run_dir,
                 tokenizer=tokenizer,
                 max_seq_length=glue_arguments.max_seq_length,
@@ -389,27 +455,36 @@ def run_glue(glue_arguments: GlueArguments, arguments: TrainingArguments) -> dic
                 max_train_samples=glue_arguments.max_train_samples,
                 max_eval_samples=glue_arguments.max_eval_samples,
                 write_test_predictions=glue_arguments.write_test_predictions,
-                save_model=task_name == "mnli" and glue_arguments.init_from_mnli,
+                save_model=keep_model,
                 learning_rate=rate,
                 weight_decay=decay,
             )
+            runs[run_dir.name], examples, majority = run.metrics, run.examples, run.majority_class
+            logger.info("%s", _describe_run(task, run_dir.name, run))
+            score = glue_score(task_name, run.metrics) if run.metrics else None
+            is_best = score is not None and (best_score is None or score > best_score)
+            if keep_model and arguments.process_index == 0 and (best is not None or not is_best):
+                _keep_results_only(output_dir / task_name / (best if is_best else run_dir.name), task)
+            if is_best:
+                best, best_score = run_dir.name, score
         summary["runs"][task_name] = runs
-        scored = {name: glue_score(task_name, metrics) for name, metrics in runs.items() if metrics}
-        if not scored:
+        if best is None:
             continue
-        best = max(scored, key=scored.get)
+        best_dir = output_dir / task_name / best
         summary["best"][task_name] = {
             "run": best,
-            "score": scored[best],
+            "score": best_score,
             "metrics": runs[best],
             "initialised_from": str(start),
+            "examples": examples,
+            "majority_class_metrics": majority,
+            "model_dir": str(best_dir) if keep_model else None,
         }
-        best_dir = output_dir / task_name / best
         if task_name == "mnli" and glue_arguments.init_from_mnli:
             mnli_checkpoint = str(best_dir)
         if arguments.process_index == 0:
             for file_name in [
-                *GLUE_TASKS[task_name].submission_files.values(),
+                *task.submission_files.values(),
                 *(("AX.tsv",) if task_name == "mnli" else ()),
             ]:
                 if (best_dir / file_name).is_file():

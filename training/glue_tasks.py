@@ -33,6 +33,7 @@ class GlueTask:
     test_index_column: str = "index"
     label_range: tuple[float, float] | None = None  # the valid range of a regression label
     in_glue_average: bool = True
+    split_sizes: Mapping[str, int] = dataclasses.field(default_factory=dict)  # rows of each official split (nyu-mll/glue)
 
     @property
     def is_regression(self) -> bool:
@@ -73,6 +74,7 @@ GLUE_TASKS: Mapping[str, GlueTask] = MappingProxyType(
             score_metrics=("matthews_correlation",),
             submission_files=MappingProxyType({"test": "CoLA.tsv"}),
             hub_config="cola",
+            split_sizes=MappingProxyType({"train": 8551, "validation": 1043, "test": 1063}),
             hub_text_columns=("sentence",),
             headerless_columns=("source", "label", "original_label", "sentence"),
         ),
@@ -87,6 +89,7 @@ GLUE_TASKS: Mapping[str, GlueTask] = MappingProxyType(
             score_metrics=("accuracy",),
             submission_files=MappingProxyType({"test": "SST-2.tsv"}),
             hub_config="sst2",
+            split_sizes=MappingProxyType({"train": 67349, "validation": 872, "test": 1821}),
             hub_text_columns=("sentence",),
         ),
         "mrpc": GlueTask(
@@ -100,6 +103,7 @@ GLUE_TASKS: Mapping[str, GlueTask] = MappingProxyType(
             score_metrics=("f1",),
             submission_files=MappingProxyType({"test": "MRPC.tsv"}),
             hub_config="mrpc",
+            split_sizes=MappingProxyType({"train": 3668, "validation": 408, "test": 1725}),
             hub_text_columns=("sentence1", "sentence2"),
         ),
         "stsb": GlueTask(
@@ -113,6 +117,7 @@ GLUE_TASKS: Mapping[str, GlueTask] = MappingProxyType(
             score_metrics=("spearman",),
             submission_files=MappingProxyType({"test": "STS-B.tsv"}),
             hub_config="stsb",
+            split_sizes=MappingProxyType({"train": 5749, "validation": 1500, "test": 1379}),
             hub_text_columns=("sentence1", "sentence2"),
             label_range=(0.0, 5.0),
         ),
@@ -127,6 +132,7 @@ GLUE_TASKS: Mapping[str, GlueTask] = MappingProxyType(
             score_metrics=("f1",),
             submission_files=MappingProxyType({"test": "QQP.tsv"}),
             hub_config="qqp",
+            split_sizes=MappingProxyType({"train": 363846, "validation": 40430, "test": 390965}),
             hub_text_columns=("question1", "question2"),
             test_index_column="id",
         ),
@@ -149,6 +155,7 @@ GLUE_TASKS: Mapping[str, GlueTask] = MappingProxyType(
             score_metrics=("accuracy", "accuracy_mm"),
             submission_files=MappingProxyType({"test_matched": "MNLI-m.tsv", "test_mismatched": "MNLI-mm.tsv"}),
             hub_config="mnli",
+            split_sizes=MappingProxyType({"train": 392702, "validation_matched": 9815, "validation_mismatched": 9832, "test_matched": 9796, "test_mismatched": 9847}),
             hub_text_columns=("premise", "hypothesis"),
         ),
         "qnli": GlueTask(
@@ -162,6 +169,7 @@ GLUE_TASKS: Mapping[str, GlueTask] = MappingProxyType(
             score_metrics=("accuracy",),
             submission_files=MappingProxyType({"test": "QNLI.tsv"}),
             hub_config="qnli",
+            split_sizes=MappingProxyType({"train": 104743, "validation": 5463, "test": 5463}),
             hub_text_columns=("question", "sentence"),
         ),
         "rte": GlueTask(
@@ -175,6 +183,7 @@ GLUE_TASKS: Mapping[str, GlueTask] = MappingProxyType(
             score_metrics=("accuracy",),
             submission_files=MappingProxyType({"test": "RTE.tsv"}),
             hub_config="rte",
+            split_sizes=MappingProxyType({"train": 2490, "validation": 277, "test": 3000}),
             hub_text_columns=("sentence1", "sentence2"),
         ),
         "wnli": GlueTask(
@@ -188,6 +197,7 @@ GLUE_TASKS: Mapping[str, GlueTask] = MappingProxyType(
             score_metrics=("accuracy",),
             submission_files=MappingProxyType({"test": "WNLI.tsv"}),
             hub_config="wnli",
+            split_sizes=MappingProxyType({"train": 635, "validation": 71, "test": 146}),
             hub_text_columns=("sentence1", "sentence2"),
             in_glue_average=False,  # BERT and the paper leave WNLI out of the average
         ),
@@ -202,6 +212,7 @@ GLUE_TASKS: Mapping[str, GlueTask] = MappingProxyType(
             score_metrics=(),
             submission_files=MappingProxyType({"test": "AX.tsv"}),
             hub_config="ax",
+            split_sizes=MappingProxyType({"test": 1104}),
             hub_text_columns=("premise", "hypothesis"),
             in_glue_average=False,
         ),

@@ -78,6 +78,11 @@ def glue_score(task_name: str, metrics: Mapping[str, float]) -> float:
     return float(np.mean([metrics[name] for name in task.score_metrics]))
 
 
+def percent(fraction: float) -> str:
+    """A GLUE metric (a fraction; a correlation for CoLA and STS-B) as papers print it: ×100, two decimals."""
+    return f"{100.0 * fraction:.2f}"
+
+
 def glue_average(results: Mapping[str, Mapping[str, float]], allow_partial: bool = False) -> float:
     """The GLUE score as BERT's Table 1 and the paper report it, in percent.
 

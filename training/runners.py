@@ -19,6 +19,7 @@ from .arguments import (
 from .atomic_files import write_json_atomic
 from .models import build_pretraining_model, parse_config_overrides, pretraining_config
 from .pretraining_data import PretrainingCollator, build_pretraining_dataset
+from .run_info import is_demo_data
 from .tokenization import load_tokenizer
 from .trainers import PretrainingTrainer
 
@@ -47,6 +48,7 @@ def pretrain(
     resume_from_checkpoint: str | bool | None = None,
     save_model: bool = True,
     callbacks: list[TrainerCallback] | None = None,
+    data_record: dict[str, Any] | None = None,
     **training_overrides: Any,
 ) -> PretrainingResult:
     """Train ``model`` (in place) with MLM + NSP on ``train_dataset`` (from `build_pretraining_dataset`).
@@ -57,9 +59,13 @@ def pretrain(
     arguments are ``training_arguments`` (default: `PretrainingArguments`, BERT's settings) with
     ``training_overrides`` (any `TrainingArguments` field, e.g. ``max_steps=200, learning_rate=5e-4``;
     ``None`` values are ignored) applied. With ``save_model`` the final model and the tokenizer are written
-    to ``output_dir`` (safetensors), loadable with ``AutoModelForPreTraining`` / ``AutoTokenizer``.
+    to ``output_dir`` (safetensors), loadable with ``AutoModelForPreTraining`` / ``AutoTokenizer``, with
+    ``pretraining_results.json``: the final metrics and, under ``data``, ``data_record`` (what was trained on).
+    A run shorter than ``save_steps`` writes no resumable checkpoint (see
+    `_without_checkpoint_at_the_end_of_short_runs`).
     """
     arguments = resolve_training_arguments(PretrainingArguments, output_dir, training_arguments, **training_overrides)
+    arguments = _without_checkpoint_at_the_end_of_short_runs(arguments)
     trainer = PretrainingTrainer(
         model=model,
         args=arguments,
@@ -77,8 +83,29 @@ def pretrain(
         trainer.save_model()
         trainer.save_state()
         if trainer.is_world_process_zero():
-            write_json_atomic(os.path.join(arguments.output_dir, "pretraining_results.json"), metrics)
+            record = {**metrics, **({"data": dict(data_record)} if data_record else {})}
+            write_json_atomic(os.path.join(arguments.output_dir, "pretraining_results.json"), record)
+            logger.info("final model written to %s", arguments.output_dir)
     return PretrainingResult(metrics=metrics, log_history=list(trainer.state.log_history))
+
+
+def _without_checkpoint_at_the_end_of_short_runs(arguments: TrainingArguments) -> TrainingArguments:
+    """``arguments`` without step checkpoints when the run ends before the first one would be due.
+
+    With ``save_strategy="steps"``, `Trainer` also writes a resumable checkpoint (weights and optimizer
+    state: three times the model's size) when training ends. A run shorter than ``save_steps`` (a demo or
+    a smoke test) has nothing to resume, and its final model is saved anyway, so it writes none.
+    """
+    if arguments.save_strategy != "steps" or arguments.max_steps <= 0 or arguments.save_steps < 1:
+        return arguments
+    if arguments.max_steps >= arguments.save_steps:
+        return arguments
+    logger.info(
+        "no resumable checkpoint: the run (%d steps) ends before save_steps (%d); pass --save_steps for checkpoints",
+        arguments.max_steps,
+        arguments.save_steps,
+    )
+    return dataclasses.replace(arguments, save_strategy="no")
 
 
 def run_pretraining(
@@ -136,6 +163,14 @@ def run_pretraining(
         len(train_dataset),
     )
     resume = arguments.resume_from_checkpoint
+    data_record = {
+        "train_files": list(data_arguments.train_files),
+        "validation_files": list(data_arguments.validation_files or []),
+        "demo_data": all(is_demo_data(path) for path in data_arguments.train_files),
+        "max_seq_length": data_arguments.max_seq_length,
+        "train_pairs": len(train_dataset),
+        "validation_pairs": len(eval_dataset) if eval_dataset is not None else 0,
+    }
     return pretrain(
         model,
         tokenizer,
@@ -145,4 +180,5 @@ def run_pretraining(
         training_arguments=arguments,
         mlm_probability=data_arguments.mlm_probability,
         resume_from_checkpoint=True if resume == "last" else resume,
+        data_record=data_record,
     )

@@ -33,6 +33,7 @@ from .arguments import SquadArguments, SquadTrainingArguments, resolve_training_
 from .atomic_files import write_json_atomic
 from .metrics import apply_no_answer_threshold, squad_metrics
 from .models import task_model
+from .run_info import is_demo_data
 from .tokenization import load_tokenizer
 from .trainers import MeanLossTrainer
 
@@ -303,7 +304,8 @@ def finetune_squad(
     Training arguments are ``training_arguments`` (default: `SquadTrainingArguments`) with
     ``training_overrides`` applied (``None`` values ignored); ``callbacks`` go to the `Trainer`. Writes
     ``predictions.json`` (question id → answer, the official format), for v2.0 ``null_odds.json`` (null-score
-    differences), ``eval_results.json`` and, with ``save_model``, the model and tokenizer. Training questions
+    differences), ``eval_results.json`` (the metrics, and under ``data`` the files and question counts) and,
+    with ``save_model``, the model and tokenizer. Training questions
     whose first answer is not found at its ``answer_start`` are skipped and counted.
     """
     if tokenizer is None:
@@ -370,7 +372,15 @@ def finetune_squad(
         write_json_atomic(output / "predictions.json", predictions)
         if version_2:
             write_json_atomic(output / "null_odds.json", differences)
-        write_json_atomic(output / "eval_results.json", metrics)
+        data = {
+            "train_file": str(Path(train_file).resolve()),
+            "validation_file": str(Path(validation_file).resolve()),
+            "demo_data": is_demo_data(train_file) and is_demo_data(validation_file),
+            "version": "v2.0" if version_2 else "v1.1",
+            "train_questions": len(usable),
+            "validation_questions": len(eval_examples),
+        }
+        write_json_atomic(output / "eval_results.json", {**metrics, "data": data})
     if save_model:
         trainer.save_model()
     return metrics

@@ -6,6 +6,9 @@ import torch
 from torch.nn import functional as F
 from transformers import Trainer
 
+from .atomic_files import make_readable
+from .console import use_console_callbacks
+
 
 class MeanLossTrainer(Trainer):
     """A `Trainer` for models whose loss is a mean over the batch (every head here, and `transformers`' BERT).
@@ -15,6 +18,9 @@ class MeanLossTrainer(Trainer):
     and multiplies it by the number of processes. These models accept ``**kwargs`` but ignore that count,
     which would scale gradients by the accumulation steps and the process count. This class tells
     `Trainer` the truth: the loss is a per-batch mean.
+
+    Its console shows one progress bar with the latest losses in the postfix; every log record goes to the
+    ``training.steps`` logger instead of a console line (see `training.console`).
     """
 
     loss_is_scaled_for_ga = False
@@ -22,6 +28,13 @@ class MeanLossTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
+        use_console_callbacks(self)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """`Trainer.save_model`, with the weights file as readable as the others (safetensors writes it 0600)."""
+        super().save_model(output_dir, _internal_call)
+        if self.is_world_process_zero():
+            make_readable(output_dir or self.args.output_dir)
 
 
 def split_pretraining_loss(
