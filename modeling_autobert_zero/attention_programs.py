@@ -13,8 +13,11 @@ Every function returns new values.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import math
 import re
+import reprlib
 from collections.abc import Callable, Sequence
 from typing import Any, Union
 
@@ -202,15 +205,41 @@ class Program:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Parsing: instruction lists and expressions, both without eval.
+# Parsing: instruction lists and expressions, both without eval and without recursion.
 # ---------------------------------------------------------------------------------------------------------
+
+
+class _BoundedRepr(reprlib.Repr):
+    """``repr`` for error messages about untrusted values: bounded in depth, width and integer size.
+
+    Plain ``repr`` of a config value can recurse without limit (nested lists) or refuse to print (an integer
+    of more than 4300 digits), so an error message about bad input could itself fail.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxtuple, self.maxdict, self.maxstring, self.maxother = 3, 4, 4, 4, 40, 40
+
+    def repr_int(self, value: int, level: int) -> str:
+        if value.bit_length() > 64:
+            return f"<an integer of {value.bit_length()} bits>"
+        return repr(value)
+
+
+_BOUNDED_REPR = _BoundedRepr()
+
+
+def shown(value: Any) -> str:
+    """A short, always printable rendering of an untrusted value for an error message."""
+    return _BOUNDED_REPR.repr(value)
 
 
 def parse_program(source: Any) -> Program:
     """Parse a program from an expression string, an instruction list, or return a :class:`Program` as is.
 
     Raises :class:`ProgramError` (a ``ValueError``) naming the instruction for anything malformed, whatever
-    the input's type: configs come from users and JSON files.
+    the input's type: configs come from users and JSON files. Time and memory are linear in the size of the
+    source, however deeply an expression nests.
     """
     if isinstance(source, Program):
         return source
@@ -230,18 +259,18 @@ def _parse_instruction_list(source: Sequence[Any]) -> Program:
     for index, raw in enumerate(source):
         if not isinstance(raw, dict) or set(raw) != {"op", "args"}:
             raise ProgramError(
-                f"instruction {index}: expected an object with exactly the keys 'op' and 'args', got {raw!r:.80}",
+                f"instruction {index}: expected an object with exactly the keys 'op' and 'args', got {shown(raw)}",
                 index,
             )
         op, args = raw["op"], raw["args"]
         if not isinstance(op, str) or op not in OPS:
-            raise ProgramError(f"instruction {index}: unknown op {op!r:.40}; known ops: {', '.join(OPS)}", index)
+            raise ProgramError(f"instruction {index}: unknown op {shown(op)}; known ops: {', '.join(OPS)}", index)
         if not isinstance(args, (list, tuple)):
-            raise ProgramError(f"instruction {index} ({op}): 'args' must be a list, got {args!r:.80}", index)
+            raise ProgramError(f"instruction {index} ({op}): 'args' must be a list, got {shown(args)}", index)
         arity = OPS[op].arity
         if len(args) != arity:
             raise ProgramError(
-                f"instruction {index} ({op}): takes {arity} argument(s), got {len(args)}: {list(args)!r:.80}", index
+                f"instruction {index} ({op}): takes {arity} argument(s), got {len(args)}: {shown(list(args))}", index
             )
         for arg in args:
             _check_operand(arg, index, op)
@@ -253,94 +282,97 @@ def _check_operand(arg: Any, index: int, op: str) -> None:
     if isinstance(arg, str):
         if arg not in INPUT_NAMES:
             raise ProgramError(
-                f"instruction {index} ({op}): unknown input {arg!r:.40}; inputs are {', '.join(INPUT_NAMES)}", index
+                f"instruction {index} ({op}): unknown input {shown(arg)}; inputs are {', '.join(INPUT_NAMES)}", index
             )
         return
     if isinstance(arg, bool) or not isinstance(arg, int):
         raise ProgramError(
             f"instruction {index} ({op}): an argument must be an input name or an earlier instruction index, "
-            f"got {arg!r:.40}",
+            f"got {shown(arg)}",
             index,
         )
     if not 0 <= arg < index:
         earlier = f"an index in 0..{index - 1} or an input name" if index else "an input name (nothing precedes it)"
         raise ProgramError(
-            f"instruction {index} ({op}): argument {arg} does not refer to an earlier instruction; "
+            f"instruction {index} ({op}): argument {shown(arg)} does not refer to an earlier instruction; "
             f"expected {earlier}",
             index,
         )
 
 
-_TOKEN_PATTERN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z_0-9]*)|(\()|(\))|(,))")
+# one token per match: a name, a punctuation mark, or any other non-space character (an error)
+_TOKEN_PATTERN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z_0-9]*)|([(),])|(\S))")
 
 
 def _parse_expression(text: str) -> Program:
-    """Recursive descent over ``name(arg, ...)`` | input name. Instructions come out in post-order."""
-    tokens: list[tuple[str, int]] = []
-    position = 0
-    while position < len(text):
-        if text[position:].strip() == "":
-            break
-        match = _TOKEN_PATTERN.match(text, position)
-        if match is None:
-            raise ProgramError(f"expression: unexpected character {text[position:].lstrip()[:1]!r} at {position}")
-        tokens.append((match.group(match.lastindex), match.start(match.lastindex)))
-        position = match.end()
-    if not tokens:
-        raise ProgramError("expression: empty program")
+    """``name(arg, ...)`` | input name, with an explicit stack. Instructions come out in post-order.
 
+    An explicit stack instead of recursive descent: an expression nested a million levels deep parses in
+    linear time, and is then judged by the program rules (its length) like any other.
+    """
     instructions: list[Instruction] = []
-    cursor = 0
-
-    def expect(symbol: str) -> None:
-        nonlocal cursor
-        if cursor >= len(tokens) or tokens[cursor][0] != symbol:
-            found = tokens[cursor][0] if cursor < len(tokens) else "end of expression"
-            where = tokens[cursor][1] if cursor < len(tokens) else len(text)
-            raise ProgramError(f"expression: expected {symbol!r} at {where}, found {found!r}")
-        cursor += 1
-
-    def parse_operand() -> Operand:
-        nonlocal cursor
-        if cursor >= len(tokens):
-            raise ProgramError("expression: unexpected end, expected an op or an input name")
-        name, where = tokens[cursor]
-        cursor += 1
-        if name in INPUT_NAMES:
-            return name
-        if name not in OPS:
-            raise ProgramError(
-                f"expression: unknown name {name!r:.40} at {where}; ops: {', '.join(OPS)}; "
-                f"inputs: {', '.join(INPUT_NAMES)}",
-                len(instructions),
-            )
-        expect("(")
-        args = [parse_operand()]
-        while cursor < len(tokens) and tokens[cursor][0] == ",":
-            cursor += 1
-            args.append(parse_operand())
-        expect(")")
-        if len(args) != OPS[name].arity:
-            raise ProgramError(
-                f"instruction {len(instructions)} ({name}): takes {OPS[name].arity} argument(s), got {len(args)}",
-                len(instructions),
-            )
-        instructions.append(Instruction(name, tuple(args)))
-        return len(instructions) - 1
-
-    try:
-        result = parse_operand()
-    except RecursionError:
-        raise ProgramError("expression: nested too deeply to be a program") from None
-    if cursor != len(tokens):
-        raise ProgramError(f"expression: unexpected {tokens[cursor][0]!r} at {tokens[cursor][1]} after the program")
+    open_calls: list[tuple[str, list[Operand]]] = []  # the ops whose ')' has not come yet, innermost last
+    result: Operand | None = None
+    expecting = "operand"  # or "(", "separator" (',' or ')'), "end"
+    for match in _TOKEN_PATTERN.finditer(text):
+        name, punctuation, stray = match.groups()
+        where = match.start(match.lastindex)
+        token = name or punctuation or stray
+        if stray is not None:
+            raise ProgramError(f"expression: unexpected character {stray!r} at {where}")
+        if expecting == "end":
+            raise ProgramError(f"expression: unexpected {shown(token)} at {where} after the program")
+        if expecting == "(":
+            if token != "(":
+                raise ProgramError(f"expression: expected '(' at {where}, found {shown(token)}")
+            expecting = "operand"
+            continue
+        if expecting == "operand":
+            if name is None:
+                raise ProgramError(f"expression: expected an op or an input name at {where}, found {shown(token)}")
+            if name in OPS:
+                open_calls.append((name, []))
+                expecting = "("
+                continue
+            if name not in INPUT_NAMES:
+                raise ProgramError(
+                    f"expression: unknown name {shown(name)} at {where}; ops: {', '.join(OPS)}; "
+                    f"inputs: {', '.join(INPUT_NAMES)}",
+                    len(instructions),
+                )
+            value: Operand = name
+        else:  # expecting a separator after a complete argument
+            if token == ",":
+                expecting = "operand"
+                continue
+            if token != ")":
+                raise ProgramError(f"expression: expected ',' or ')' at {where}, found {shown(token)}")
+            op, args = open_calls.pop()
+            if len(args) != OPS[op].arity:
+                raise ProgramError(
+                    f"instruction {len(instructions)} ({op}): takes {OPS[op].arity} argument(s), got {len(args)}",
+                    len(instructions),
+                )
+            instructions.append(Instruction(op, tuple(args)))
+            value = len(instructions) - 1
+        if open_calls:
+            open_calls[-1][1].append(value)
+            expecting = "separator"
+        else:
+            result, expecting = value, "end"
+    if result is None:
+        if not instructions and not open_calls and expecting == "operand":
+            raise ProgramError("expression: empty program")
+        expected = {"operand": "an op or an input name", "(": "'('", "separator": "',' or ')'"}[expecting]
+        raise ProgramError(f"expression: unexpected end at {len(text)}, expected {expected}")
     if isinstance(result, str):
         raise ProgramError(f"expression: a program must apply at least one op, got the bare input {result!r}")
     return Program(tuple(instructions))
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Shapes, validity, canonical form.
+# Shapes, validity, canonical form. Every pass is one loop over the instructions: no recursion, no strings
+# that grow with the number of paths through the program (shared values stay shared).
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -367,11 +399,51 @@ def mixing_instructions(program: Program) -> list[int]:
     return mixing
 
 
-def validate_program(program: Program, max_program_length: int = DEFAULT_MAX_PROGRAM_LENGTH) -> Program:
-    """Check SPEC §2's six validity rules and return the program's canonical form.
+def live_instructions(program: Program) -> list[bool]:
+    """Per instruction, whether its value reaches the output (one backward pass)."""
+    live = [False] * len(program.instructions)
+    live[-1] = True
+    for index in range(len(live) - 1, -1, -1):
+        if live[index]:
+            for arg in program.instructions[index].args:
+                if not isinstance(arg, str):
+                    live[arg] = True
+    return live
 
-    Rules 1 (references, arity) hold by construction of :func:`parse_program`; the remaining rules are
-    checked on the live (canonical) part of the program, since dead instructions never reach the output.
+
+def _operand_order(operand: Operand) -> tuple[int, Any]:
+    return (1, operand) if isinstance(operand, int) else (0, operand)
+
+
+def compact_program(program: Program) -> Program:
+    """The instructions that reach the output, repeated subexpressions merged, in their written order.
+
+    Computes the same function as ``program`` with no dead or repeated work, in linear time; unlike
+    :func:`canonical_program` its order follows the source, so two spellings of one architecture may list
+    their instructions differently.
+    """
+    live = live_instructions(program)
+    new_index: dict[int, int] = {}
+    index_of: dict[tuple, int] = {}
+    compacted: list[Instruction] = []
+    for index, instruction in enumerate(program.instructions):
+        if not live[index]:
+            continue
+        args = tuple(arg if isinstance(arg, str) else new_index[arg] for arg in instruction.args)
+        identity = (instruction.op, *(sorted(args, key=_operand_order) if OPS[instruction.op].commutative else args))
+        if identity not in index_of:
+            index_of[identity] = len(compacted)
+            compacted.append(Instruction(instruction.op, args))
+        new_index[index] = index_of[identity]
+    return Program(tuple(compacted))
+
+
+def compile_program(program: Program, max_program_length: int = DEFAULT_MAX_PROGRAM_LENGTH) -> Program:
+    """Check SPEC §2's six validity rules and return :func:`compact_program` of the program, in linear time.
+
+    Rules 1 (references, arity) hold by construction of :func:`parse_program`; shapes are checked on every
+    instruction, the remaining rules on the live part, since dead instructions never reach the output. This
+    is what a config runs on every layer, so a `config.json` from anywhere is judged in time linear in its size.
     """
     last = len(program) - 1
     if len(program) > max_program_length:
@@ -388,59 +460,179 @@ def validate_program(program: Program, max_program_length: int = DEFAULT_MAX_PRO
             f"concatenate, got {_fmt(shapes[last])}",
             last,
         )
-    canonical = canonical_program(program)
-    inputs = canonical.inputs_read()
+    compacted = compact_program(program)
+    inputs = compacted.inputs_read()
     if not 2 <= len(inputs) <= 4:
         raise ProgramError(
             f"instruction {last} ({output_op}, the output): a program must read 2, 3 or 4 distinct inputs, "
             f"it reads {len(inputs)} ({', '.join(inputs) or 'none'})",
             last,
         )
-    if not mixing_instructions(canonical):
+    if not mixing_instructions(compacted):
         raise ProgramError(
             f"instruction {last} ({output_op}, the output): the program never mixes tokens (no matmul, cosine, "
             f"euclidean or softmax reduces over the token axis n), so each position would only see itself",
             last,
         )
-    return canonical
+    return compacted
+
+
+def validate_program(program: Program, max_program_length: int = DEFAULT_MAX_PROGRAM_LENGTH) -> Program:
+    """Check SPEC §2's six validity rules (see :func:`compile_program`) and return the canonical form."""
+    return canonical_program(compile_program(program, max_program_length))
+
+
+# The canonical order of values is the order of their printed expressions as strings (SPEC §2 canonical form,
+# as first implemented). No name is a prefix of another and inputs (upper case) sort before ops (lower
+# case), so comparing two expressions' strings is comparing names, then first arguments, then second ones.
+_NAME_RANK = {name: rank for rank, name in enumerate(sorted((*INPUT_NAMES, *OPS)))}
+
+
+class _ExpressionOrder:
+    """Labels for the values of a program that sort as their printed expressions do, in O(n log n) time.
+
+    Values are inserted arguments first, each once (equal expressions must be one value). A value's place is
+    found by binary search over those inserted so far, ordered by (name, argument 1, argument 2), so no
+    expression is ever printed: those strings grow exponentially where values are shared. The order is kept in
+    about √n blocks of about √n values (an insertion moves at most a block). A value's label is its block's
+    label and its slot in the block, both with wide gaps: a block without a free slot is relabelled evenly
+    (O(√n), at most once per ~100 insertions into it) and, when two blocks have no label between them, all
+    block labels are (O(√n), at most once per ~64 splits).
+    """
+
+    _SLOT_BITS = 128
+    _BLOCK_GAP = 1 << 64
+
+    def __init__(self, expected_size: int):
+        self.block_size = max(32, math.isqrt(expected_size))
+        no_argument_block = [-1, []]
+        self.rank: list[int] = [-1]  # value 0 is "no argument": below every value
+        self.first: list[int] = [0]
+        self.second: list[int] = [0]
+        self.slot: list[int] = [0]
+        self.block_of: list[list] = [no_argument_block]
+        self.blocks: list[list] = []  # [block label, [values in order]]
+
+    def label(self, value: int) -> int:
+        return (self.block_of[value][0] << self._SLOT_BITS) | self.slot[value]
+
+    def _key(self, value: int) -> tuple[int, int, int]:
+        return (self.rank[value], self.label(self.first[value]), self.label(self.second[value]))
+
+    def less(self, left: int, right: int) -> bool:
+        return self.label(left) < self.label(right)
+
+    def add(self, name: str, first: int = 0, second: int = 0) -> int:
+        """Insert a new value ``name(first, second)`` (arguments inserted before; 0 for none); return it."""
+        value = len(self.rank)
+        self.rank.append(_NAME_RANK[name])
+        self.first.append(first)
+        self.second.append(second)
+        self.slot.append(0)
+        if not self.blocks:
+            self.blocks.append([self._BLOCK_GAP, [value]])
+            self.block_of.append(self.blocks[0])
+            return value
+        key = self._key(value)
+        index = max(bisect.bisect_right(self.blocks, key, key=lambda block: self._key(block[1][0])) - 1, 0)
+        block = self.blocks[index]
+        members = block[1]
+        position = bisect.bisect_right(members, key, key=self._key)
+        members.insert(position, value)
+        self.block_of.append(block)
+        low = self.slot[members[position - 1]] if position > 0 else 0
+        high = self.slot[members[position + 1]] if position + 1 < len(members) else 1 << self._SLOT_BITS
+        if high - low >= 2:
+            self.slot[value] = (low + high) // 2
+        else:
+            self._spread_slots(members)
+        if len(members) > 2 * self.block_size:
+            self._split(index)
+        return value
+
+    def _spread_slots(self, members: list[int]) -> None:
+        step = (1 << self._SLOT_BITS) // (len(members) + 1)
+        for position, member in enumerate(members, start=1):
+            self.slot[member] = position * step
+
+    def _split(self, index: int) -> None:
+        block = self.blocks[index]
+        upper_half = block[1][self.block_size :]
+        del block[1][self.block_size :]
+        upper = self.blocks[index + 1][0] if index + 1 < len(self.blocks) else block[0] + 2 * self._BLOCK_GAP
+        new_block = [(block[0] + upper) // 2, upper_half]
+        self.blocks.insert(index + 1, new_block)
+        for member in upper_half:
+            self.block_of[member] = new_block
+        self._spread_slots(block[1])
+        self._spread_slots(upper_half)
+        if upper - block[0] < 2:
+            for position, each in enumerate(self.blocks, start=1):
+                each[0] = position * self._BLOCK_GAP
 
 
 def canonical_program(program: Program) -> Program:
     """Drop dead instructions, merge common subexpressions, order deterministically.
 
     The order is a post-order walk from the output, visiting arguments left to right, with the arguments of
-    commutative ops (``add``) sorted by their own canonical expression: two programs that compute the same
-    expression DAG get the same canonical form and the same :func:`architecture_key`.
+    commutative ops (``add``) sorted by their printed expressions: two programs that compute the same
+    expression DAG get the same canonical form and the same :func:`program_key`. Time O(n log n) and memory
+    O(n) in the number of instructions, with no recursion: the expressions are ordered without printing them
+    (:class:`_ExpressionOrder`).
     """
-    keys: list[str] = []
-    for instruction in program.instructions:
-        operand_keys = [arg if isinstance(arg, str) else keys[arg] for arg in instruction.args]
+    compacted = compact_program(program)
+    order = _ExpressionOrder(len(compacted) + len(INPUT_NAMES))
+    value_of = {name: order.add(name) for name in INPUT_NAMES}
+    values: list[int] = []
+    arguments: list[tuple[Operand, ...]] = []  # per compacted instruction, in canonical argument order
+    for instruction in compacted.instructions:
+        args = instruction.args
         if OPS[instruction.op].commutative:
-            operand_keys.sort()
-        keys.append(f"{instruction.op}({', '.join(operand_keys)})")
+            first, second = (value_of[arg] if isinstance(arg, str) else values[arg] for arg in args)
+            if order.less(second, first):
+                args = args[::-1]
+        arguments.append(args)
+        operand_values = [value_of[arg] if isinstance(arg, str) else values[arg] for arg in args]
+        values.append(order.add(instruction.op, *operand_values))
 
+    # post-order from the output, arguments left to right; compacted instructions are distinct values
     canonical: list[Instruction] = []
-    index_of_key: dict[str, int] = {}
-
-    def emit(position: int) -> Operand:
-        key = keys[position]
-        if key in index_of_key:
-            return index_of_key[key]
-        instruction = program.instructions[position]
-        args = list(instruction.args)
-        if OPS[instruction.op].commutative:
-            args.sort(key=lambda arg: arg if isinstance(arg, str) else keys[arg])
-        operands = tuple(arg if isinstance(arg, str) else emit(arg) for arg in args)
-        canonical.append(Instruction(instruction.op, operands))
-        index_of_key[key] = len(canonical) - 1
-        return index_of_key[key]
-
-    emit(len(program.instructions) - 1)
+    new_index: dict[int, int] = {}
+    stack = [len(compacted) - 1]
+    while stack:
+        index = stack[-1]
+        if index in new_index:
+            stack.pop()
+            continue
+        pending = [arg for arg in arguments[index] if not isinstance(arg, str) and arg not in new_index]
+        if pending:
+            stack.append(pending[0])
+            continue
+        stack.pop()
+        operands = tuple(arg if isinstance(arg, str) else new_index[arg] for arg in arguments[index])
+        new_index[index] = len(canonical)
+        canonical.append(Instruction(compacted.instructions[index].op, operands))
     return Program(tuple(canonical))
 
 
+def program_key(program: Program) -> str:
+    """A compact string that is equal for two programs exactly when their canonical forms are equal.
+
+    It is the canonical instruction list, one ``op(arg,arg)`` per instruction separated by ``;`` (arguments
+    are input names or earlier instruction indices), so its length is linear in the program's.
+    """
+    return ";".join(
+        f"{instruction.op}({','.join(map(str, instruction.args))})"
+        for instruction in canonical_program(program).instructions
+    )
+
+
 def architecture_key(program: Program) -> str:
-    """A string that is equal for two programs exactly when their canonical forms are equal."""
+    """The canonical form printed as one expression (the search's key so far).
+
+    The expression repeats shared values, so its length can grow exponentially with the program's: prefer
+    :func:`program_key`, which is equal for the same programs and linear in size.
+    """
     return canonical_program(program).to_expression()
 
 

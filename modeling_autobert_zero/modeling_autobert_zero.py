@@ -293,7 +293,7 @@ class AutoBertZeroLayer(GradientCheckpointingLayer):
     def __init__(self, config: AutoBertZeroConfig, layer_idx: int):
         super().__init__()
         compiled = config.compiled_layers[layer_idx]
-        if config.layers[layer_idx]["type"] == "attention":
+        if isinstance(compiled, Program):
             self.mixer = AutoBertZeroSearchedAttention(config, compiled, layer_idx)
         else:
             self.mixer = AutoBertZeroLightweightConv(config, compiled, layer_idx)
@@ -406,6 +406,10 @@ class AutoBertZeroPreTrainedModel(PreTrainedModel):
     # The heads take **kwargs (forwarded to the backbone) but compute a plain mean loss; without this,
     # Trainer would assume the loss is already normalised by num_items_in_batch and skip its own scaling.
     accepts_loss_kwargs = False
+
+    def __init__(self, config: AutoBertZeroConfig, *inputs, **kwargs):
+        config.check_sizes()  # fields may have been changed one at a time since the config was built
+        super().__init__(config, *inputs, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
