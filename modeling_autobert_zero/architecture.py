@@ -33,6 +33,7 @@ from .attention_programs import (
     parse_program,
     program_key,
     shown,
+    without_cycle_collection,
 )
 
 
@@ -55,6 +56,7 @@ class ArchitectureError(ValueError):
     """An invalid architecture; the message starts with the layer at fault (``layers[i]``) or ``layers:``."""
 
 
+@without_cycle_collection()
 def compile_layers(
     layers: Any,
     max_program_length: int = DEFAULT_MAX_PROGRAM_LENGTH,
@@ -125,6 +127,7 @@ def _compile_attention(
     return compiled
 
 
+@without_cycle_collection()
 def canonical_architecture(
     layers: Any, max_program_length: int = DEFAULT_MAX_PROGRAM_LENGTH, **restrictions: Any
 ) -> list[dict[str, Any]]:

@@ -14,12 +14,14 @@ Every function returns new values.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
+import gc
 import math
 import re
 import reprlib
-from collections.abc import Callable, Sequence
-from typing import Any, Union
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +77,27 @@ def _row_pair_shape(shapes: Sequence[Shape]) -> Shape:
     return (rows_left, rows_right)
 
 
+@contextlib.contextmanager
+def without_cycle_collection() -> Iterator[None]:
+    """Pause Python's cycle collector while a program is parsed, checked or canonicalised.
+
+    Those passes allocate several containers per instruction, none of them in a reference cycle; a large
+    program (a hostile `config.json`) would otherwise trigger full collections that rescan them all again and
+    again, which made validating a 1 MB program 2-3x slower. The collector's state is restored afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _no_contraction(shapes: Sequence[Shape]) -> None:
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class OpSpec:
     """One row of the op table: arity, result shape, the axis it reduces over, and its tensor function.
@@ -87,8 +110,12 @@ class OpSpec:
     arity: int
     shape_rule: Callable[[Sequence[Shape]], Shape]
     function: Callable[..., torch.Tensor]
-    contracted_axis: Callable[[Sequence[Shape]], str | None] = lambda shapes: None
+    contracted_axis: Callable[[Sequence[Shape]], str | None] = _no_contraction
     commutative: bool = False
+
+    @property
+    def reduces(self) -> bool:
+        return self.contracted_axis is not _no_contraction
 
 
 NORM_EPS = 1e-6
@@ -166,8 +193,9 @@ def _fmt(shape: Shape) -> str:
     return f"({shape[0]}, {shape[1]})"
 
 
-@dataclasses.dataclass(frozen=True)
-class Instruction:
+class Instruction(NamedTuple):
+    """One op applied to input names or earlier instruction indices (a tuple: cheap to build by the million)."""
+
     op: str
     args: tuple[Operand, ...]
 
@@ -180,6 +208,9 @@ class Program:
     """An immutable attention program. Build it with :func:`parse_program`; it is not validated itself."""
 
     instructions: tuple[Instruction, ...]
+
+    def __deepcopy__(self, memo: dict) -> "Program":
+        return self  # immutable: a config holding programs copies in constant time
 
     def __len__(self) -> int:
         return len(self.instructions)
@@ -234,6 +265,7 @@ def shown(value: Any) -> str:
     return _BOUNDED_REPR.repr(value)
 
 
+@without_cycle_collection()
 def parse_program(source: Any) -> Program:
     """Parse a program from an expression string, an instruction list, or return a :class:`Program` as is.
 
@@ -252,12 +284,15 @@ def parse_program(source: Any) -> Program:
     )
 
 
+_INSTRUCTION_KEYS = {"op", "args"}
+
+
 def _parse_instruction_list(source: Sequence[Any]) -> Program:
     if len(source) == 0:
         raise ProgramError("a program needs at least one instruction, got an empty list")
     instructions = []
     for index, raw in enumerate(source):
-        if not isinstance(raw, dict) or set(raw) != {"op", "args"}:
+        if not isinstance(raw, dict) or raw.keys() != _INSTRUCTION_KEYS:
             raise ProgramError(
                 f"instruction {index}: expected an object with exactly the keys 'op' and 'args', got {shown(raw)}",
                 index,
@@ -273,7 +308,8 @@ def _parse_instruction_list(source: Sequence[Any]) -> Program:
                 f"instruction {index} ({op}): takes {arity} argument(s), got {len(args)}: {shown(list(args))}", index
             )
         for arg in args:
-            _check_operand(arg, index, op)
+            if not ((type(arg) is int and 0 <= arg < index) or (type(arg) is str and arg in INPUT_NAMES)):
+                _check_operand(arg, index, op)
         instructions.append(Instruction(op, tuple(args)))
     return Program(tuple(instructions))
 
@@ -300,71 +336,84 @@ def _check_operand(arg: Any, index: int, op: str) -> None:
         )
 
 
-# one token per match: a name, a punctuation mark, or any other non-space character (an error)
-_TOKEN_PATTERN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z_0-9]*)|([(),])|(\S))")
+# a name, a punctuation mark, or any other non-space character (always an error)
+_TOKEN_PATTERN = re.compile(r"[A-Za-z_][A-Za-z_0-9]*|[(),]|\S")
+_EXPECTED = {0: "an op or an input name", 1: "'('", 2: "',' or ')'"}
+
+
+def _expression_error(text: str, token: str | None, number: int, expecting: int) -> ProgramError:
+    """The error for token ``number`` (``None``: the end) of an expression, with its character offset."""
+    if token is None:
+        return ProgramError(f"expression: unexpected end at {len(text)}, expected {_EXPECTED[expecting]}")
+    where = next(match.start() for count, match in enumerate(_TOKEN_PATTERN.finditer(text)) if count == number)
+    if not (token[0].isalpha() or token[0] == "_" or token in "(),"):
+        return ProgramError(f"expression: unexpected character {token!r} at {where}")
+    if expecting == 3:
+        return ProgramError(f"expression: unexpected {shown(token)} at {where} after the program")
+    if expecting == 0 and token not in "(),":
+        return ProgramError(
+            f"expression: unknown name {shown(token)} at {where}; ops: {', '.join(OPS)}; inputs: {', '.join(INPUT_NAMES)}"
+        )
+    return ProgramError(f"expression: expected {_EXPECTED[expecting]} at {where}, found {shown(token)}")
 
 
 def _parse_expression(text: str) -> Program:
     """``name(arg, ...)`` | input name, with an explicit stack. Instructions come out in post-order.
 
     An explicit stack instead of recursive descent: an expression nested a million levels deep parses in
-    linear time, and is then judged by the program rules (its length) like any other.
+    linear time (and is then judged by the program rules, its length first, like any other).
     """
+    tokens = _TOKEN_PATTERN.findall(text)
+    if not tokens:
+        raise ProgramError("expression: empty program")
     instructions: list[Instruction] = []
-    open_calls: list[tuple[str, list[Operand]]] = []  # the ops whose ')' has not come yet, innermost last
+    # The ops whose ')' has not come yet, innermost last, and where each one's arguments start in the flat
+    # list of pending arguments (flat lists of strings and integers: no container per nesting level).
+    open_ops: list[str] = []
+    open_starts: list[int] = []
+    pending: list[Operand] = []
     result: Operand | None = None
-    expecting = "operand"  # or "(", "separator" (',' or ')'), "end"
-    for match in _TOKEN_PATTERN.finditer(text):
-        name, punctuation, stray = match.groups()
-        where = match.start(match.lastindex)
-        token = name or punctuation or stray
-        if stray is not None:
-            raise ProgramError(f"expression: unexpected character {stray!r} at {where}")
-        if expecting == "end":
-            raise ProgramError(f"expression: unexpected {shown(token)} at {where} after the program")
-        if expecting == "(":
-            if token != "(":
-                raise ProgramError(f"expression: expected '(' at {where}, found {shown(token)}")
-            expecting = "operand"
-            continue
-        if expecting == "operand":
-            if name is None:
-                raise ProgramError(f"expression: expected an op or an input name at {where}, found {shown(token)}")
-            if name in OPS:
-                open_calls.append((name, []))
-                expecting = "("
+    expecting = 0  # 0: an operand, 1: '(', 2: ',' or ')', 3: nothing (the program is complete)
+    for number, token in enumerate(tokens):
+        if expecting == 0:
+            if token in OPS:
+                open_ops.append(token)
+                open_starts.append(len(pending))
+                expecting = 1
                 continue
-            if name not in INPUT_NAMES:
-                raise ProgramError(
-                    f"expression: unknown name {shown(name)} at {where}; ops: {', '.join(OPS)}; "
-                    f"inputs: {', '.join(INPUT_NAMES)}",
-                    len(instructions),
-                )
-            value: Operand = name
-        else:  # expecting a separator after a complete argument
+            if token not in INPUT_NAMES:
+                raise _expression_error(text, token, number, expecting)
+            value: Operand = token
+        elif expecting == 1:
+            if token != "(":
+                raise _expression_error(text, token, number, expecting)
+            expecting = 0
+            continue
+        elif expecting == 2:
             if token == ",":
-                expecting = "operand"
+                expecting = 0
                 continue
             if token != ")":
-                raise ProgramError(f"expression: expected ',' or ')' at {where}, found {shown(token)}")
-            op, args = open_calls.pop()
+                raise _expression_error(text, token, number, expecting)
+            op, start = open_ops.pop(), open_starts.pop()
+            args = tuple(pending[start:])
+            del pending[start:]
             if len(args) != OPS[op].arity:
                 raise ProgramError(
                     f"instruction {len(instructions)} ({op}): takes {OPS[op].arity} argument(s), got {len(args)}",
                     len(instructions),
                 )
-            instructions.append(Instruction(op, tuple(args)))
+            instructions.append(Instruction(op, args))
             value = len(instructions) - 1
-        if open_calls:
-            open_calls[-1][1].append(value)
-            expecting = "separator"
         else:
-            result, expecting = value, "end"
+            raise _expression_error(text, token, number, expecting)
+        if open_ops:
+            pending.append(value)
+            expecting = 2
+        else:
+            result, expecting = value, 3
     if result is None:
-        if not instructions and not open_calls and expecting == "operand":
-            raise ProgramError("expression: empty program")
-        expected = {"operand": "an op or an input name", "(": "'('", "separator": "',' or ')'"}[expecting]
-        raise ProgramError(f"expression: unexpected end at {len(text)}, expected {expected}")
+        raise _expression_error(text, None, len(tokens), expecting)
     if isinstance(result, str):
         raise ProgramError(f"expression: a program must apply at least one op, got the bare input {result!r}")
     return Program(tuple(instructions))
@@ -379,24 +428,27 @@ def _parse_expression(text: str) -> Program:
 def infer_shapes(program: Program) -> list[Shape]:
     """The symbolic shape of every instruction's value. Raises naming the instruction, op and shapes."""
     shapes: list[Shape] = []
-    for index, instruction in enumerate(program.instructions):
-        arg_shapes = [(TOKEN_AXIS, FEATURE_AXIS) if isinstance(arg, str) else shapes[arg] for arg in instruction.args]
+    row = (TOKEN_AXIS, FEATURE_AXIS)
+    for index, (op, args) in enumerate(program.instructions):
+        arg_shapes = [row if type(arg) is str else shapes[arg] for arg in args]
         try:
-            shapes.append(OPS[instruction.op].shape_rule(arg_shapes))
+            shapes.append(OPS[op].shape_rule(arg_shapes))
         except ProgramError as error:
-            raise ProgramError(f"instruction {index} ({instruction.op}): {error}", index) from None
+            raise ProgramError(f"instruction {index} ({op}): {error}", index) from None
     return shapes
 
 
 def mixing_instructions(program: Program) -> list[int]:
     """Indices of the instructions that reduce over the token axis (contraction or softmax over ``n``)."""
-    shapes = infer_shapes(program)
-    mixing = []
-    for index, instruction in enumerate(program.instructions):
-        arg_shapes = [(TOKEN_AXIS, FEATURE_AXIS) if isinstance(arg, str) else shapes[arg] for arg in instruction.args]
-        if OPS[instruction.op].contracted_axis(arg_shapes) == TOKEN_AXIS:
-            mixing.append(index)
-    return mixing
+    return list(_mixing(program, infer_shapes(program)))
+
+
+def _mixing(program: Program, shapes: list[Shape]) -> Iterator[int]:
+    row = (TOKEN_AXIS, FEATURE_AXIS)
+    for index, (op, args) in enumerate(program.instructions):
+        spec = OPS[op]
+        if spec.reduces and spec.contracted_axis([row if type(arg) is str else shapes[arg] for arg in args]) == TOKEN_AXIS:
+            yield index
 
 
 def live_instructions(program: Program) -> list[bool]:
@@ -411,33 +463,44 @@ def live_instructions(program: Program) -> list[bool]:
     return live
 
 
-def _operand_order(operand: Operand) -> tuple[int, Any]:
-    return (1, operand) if isinstance(operand, int) else (0, operand)
+_COMMUTATIVE = frozenset(name for name, spec in OPS.items() if spec.commutative)
 
 
-def compact_program(program: Program) -> Program:
+def _sorted_operands(args: tuple[Operand, Operand]) -> tuple[Operand, Operand]:
+    """The two operands in a fixed order (input names first), so ``add(a, b)`` and ``add(b, a)`` are one value."""
+    first, second = args
+    if type(first) is type(second):
+        return args if first <= second else (second, first)
+    return args if type(first) is str else (second, first)
+
+
+@without_cycle_collection()
+def compact_program(program: Program, live: list[bool] | None = None) -> Program:
     """The instructions that reach the output, repeated subexpressions merged, in their written order.
 
     Computes the same function as ``program`` with no dead or repeated work, in linear time; unlike
     :func:`canonical_program` its order follows the source, so two spellings of one architecture may list
     their instructions differently.
     """
-    live = live_instructions(program)
-    new_index: dict[int, int] = {}
-    index_of: dict[tuple, int] = {}
+    if live is None:
+        live = live_instructions(program)
+    new_index = [0] * len(program.instructions)
+    index_of: dict[Instruction, int] = {}  # an instruction (commutative operands in a fixed order) → its index
     compacted: list[Instruction] = []
-    for index, instruction in enumerate(program.instructions):
+    for index, (op, args) in enumerate(program.instructions):
         if not live[index]:
             continue
-        args = tuple(arg if isinstance(arg, str) else new_index[arg] for arg in instruction.args)
-        identity = (instruction.op, *(sorted(args, key=_operand_order) if OPS[instruction.op].commutative else args))
-        if identity not in index_of:
-            index_of[identity] = len(compacted)
-            compacted.append(Instruction(instruction.op, args))
-        new_index[index] = index_of[identity]
+        instruction = Instruction(op, tuple([arg if type(arg) is str else new_index[arg] for arg in args]))
+        identity = Instruction(op, _sorted_operands(instruction.args)) if op in _COMMUTATIVE else instruction
+        known = index_of.get(identity)
+        if known is None:
+            known = index_of[identity] = len(compacted)
+            compacted.append(instruction)
+        new_index[index] = known
     return Program(tuple(compacted))
 
 
+@without_cycle_collection()
 def compile_program(program: Program, max_program_length: int = DEFAULT_MAX_PROGRAM_LENGTH) -> Program:
     """Check SPEC §2's six validity rules and return :func:`compact_program` of the program, in linear time.
 
@@ -460,21 +523,21 @@ def compile_program(program: Program, max_program_length: int = DEFAULT_MAX_PROG
             f"concatenate, got {_fmt(shapes[last])}",
             last,
         )
-    compacted = compact_program(program)
-    inputs = compacted.inputs_read()
+    live = live_instructions(program)
+    inputs = {arg for index, (_, args) in enumerate(program.instructions) if live[index] for arg in args if type(arg) is str}
     if not 2 <= len(inputs) <= 4:
         raise ProgramError(
             f"instruction {last} ({output_op}, the output): a program must read 2, 3 or 4 distinct inputs, "
-            f"it reads {len(inputs)} ({', '.join(inputs) or 'none'})",
+            f"it reads {len(inputs)} ({', '.join(name for name in INPUT_NAMES if name in inputs) or 'none'})",
             last,
         )
-    if not mixing_instructions(compacted):
+    if not any(live[index] for index in _mixing(program, shapes)):
         raise ProgramError(
             f"instruction {last} ({output_op}, the output): the program never mixes tokens (no matmul, cosine, "
             f"euclidean or softmax reduces over the token axis n), so each position would only see itself",
             last,
         )
-    return compacted
+    return compact_program(program, live)
 
 
 def validate_program(program: Program, max_program_length: int = DEFAULT_MAX_PROGRAM_LENGTH) -> Program:
@@ -491,39 +554,51 @@ _NAME_RANK = {name: rank for rank, name in enumerate(sorted((*INPUT_NAMES, *OPS)
 class _ExpressionOrder:
     """Labels for the values of a program that sort as their printed expressions do, in O(n log n) time.
 
-    Values are inserted arguments first, each once (equal expressions must be one value). A value's place is
-    found by binary search over those inserted so far, ordered by (name, argument 1, argument 2), so no
-    expression is ever printed: those strings grow exponentially where values are shared. The order is kept in
-    about √n blocks of about √n values (an insertion moves at most a block). A value's label is its block's
-    label and its slot in the block, both with wide gaps: a block without a free slot is relabelled evenly
-    (O(√n), at most once per ~100 insertions into it) and, when two blocks have no label between them, all
-    block labels are (O(√n), at most once per ~64 splits).
+    Op values are inserted arguments first, each once (equal expressions must be one value); inputs need no
+    insertion, since every input name sorts before every op expression. A value's place is found by binary
+    search over those inserted so far, ordered by (name, argument 1, argument 2), so no expression is ever
+    printed: those strings grow exponentially where values are shared. The order is kept in about √n blocks
+    of about √n values (an insertion moves at most a block). A value's label is (its block's label, its slot in
+    the block), both with wide gaps: a block without a free slot is relabelled evenly (O(√n), at most once per
+    ~100 insertions into it) and, when two blocks have no label between them, all block labels are (O(√n), at
+    most once per ~64 splits).
     """
 
-    _SLOT_BITS = 128
+    _SLOTS = 1 << 128
     _BLOCK_GAP = 1 << 64
 
     def __init__(self, expected_size: int):
         self.block_size = max(32, math.isqrt(expected_size))
-        no_argument_block = [-1, []]
-        self.rank: list[int] = [-1]  # value 0 is "no argument": below every value
-        self.first: list[int] = [0]
-        self.second: list[int] = [0]
-        self.slot: list[int] = [0]
-        self.block_of: list[list] = [no_argument_block]
+        self.rank: list[int] = []
+        self.first: list[Operand | None] = []
+        self.second: list[Operand | None] = []
+        self.slot: list[int] = []
+        self.block_of: list[list] = []
         self.blocks: list[list] = []  # [block label, [values in order]]
+        # inputs: block label 0, slot = rank; "no argument" below everything. Op values have block labels >= 1.
+        self._fixed = {name: (0, _NAME_RANK[name]) for name in INPUT_NAMES}
+        self._fixed[None] = (-1, 0)
 
-    def label(self, value: int) -> int:
-        return (self.block_of[value][0] << self._SLOT_BITS) | self.slot[value]
+    def label(self, value: Operand | None) -> tuple[int, int]:
+        if type(value) is int:
+            return self.block_of[value][0], self.slot[value]
+        return self._fixed[value]
 
-    def _key(self, value: int) -> tuple[int, int, int]:
-        return (self.rank[value], self.label(self.first[value]), self.label(self.second[value]))
+    def _key(self, value: int) -> tuple:
+        first, second = self.first[value], self.second[value]
+        block_of, slot = self.block_of, self.slot
+        return (
+            self.rank[value],
+            *((block_of[first][0], slot[first]) if type(first) is int else self._fixed[first]),
+            *((block_of[second][0], slot[second]) if type(second) is int else self._fixed[second]),
+        )
 
-    def less(self, left: int, right: int) -> bool:
+    def less(self, left: Operand, right: Operand) -> bool:
         return self.label(left) < self.label(right)
 
-    def add(self, name: str, first: int = 0, second: int = 0) -> int:
-        """Insert a new value ``name(first, second)`` (arguments inserted before; 0 for none); return it."""
+    def add(self, name: str, first: Operand | None = None, second: Operand | None = None) -> int:
+        """Insert the op value ``name(first, second)`` (arguments: input names or values inserted before,
+        ``None`` for none); return it."""
         value = len(self.rank)
         self.rank.append(_NAME_RANK[name])
         self.first.append(first)
@@ -532,16 +607,21 @@ class _ExpressionOrder:
         if not self.blocks:
             self.blocks.append([self._BLOCK_GAP, [value]])
             self.block_of.append(self.blocks[0])
+            self.slot[value] = self._SLOTS // 2
             return value
         key = self._key(value)
-        index = max(bisect.bisect_right(self.blocks, key, key=lambda block: self._key(block[1][0])) - 1, 0)
-        block = self.blocks[index]
+        last_block = self.blocks[-1]
+        if key > self._key(last_block[1][-1]):  # a value often sorts after all before it (chains, towers)
+            index, block, position = len(self.blocks) - 1, last_block, len(last_block[1])
+        else:
+            index = max(bisect.bisect_right(self.blocks, key, key=lambda block: self._key(block[1][0])) - 1, 0)
+            block = self.blocks[index]
+            position = bisect.bisect_right(block[1], key, key=self._key)
         members = block[1]
-        position = bisect.bisect_right(members, key, key=self._key)
         members.insert(position, value)
         self.block_of.append(block)
         low = self.slot[members[position - 1]] if position > 0 else 0
-        high = self.slot[members[position + 1]] if position + 1 < len(members) else 1 << self._SLOT_BITS
+        high = self.slot[members[position + 1]] if position + 1 < len(members) else self._SLOTS
         if high - low >= 2:
             self.slot[value] = (low + high) // 2
         else:
@@ -551,7 +631,7 @@ class _ExpressionOrder:
         return value
 
     def _spread_slots(self, members: list[int]) -> None:
-        step = (1 << self._SLOT_BITS) // (len(members) + 1)
+        step = self._SLOTS // (len(members) + 1)
         for position, member in enumerate(members, start=1):
             self.slot[member] = position * step
 
@@ -571,6 +651,7 @@ class _ExpressionOrder:
                 each[0] = position * self._BLOCK_GAP
 
 
+@without_cycle_collection()
 def canonical_program(program: Program) -> Program:
     """Drop dead instructions, merge common subexpressions, order deterministically.
 
@@ -581,19 +662,13 @@ def canonical_program(program: Program) -> Program:
     (:class:`_ExpressionOrder`).
     """
     compacted = compact_program(program)
-    order = _ExpressionOrder(len(compacted) + len(INPUT_NAMES))
-    value_of = {name: order.add(name) for name in INPUT_NAMES}
-    values: list[int] = []
+    order = _ExpressionOrder(len(compacted))
     arguments: list[tuple[Operand, ...]] = []  # per compacted instruction, in canonical argument order
-    for instruction in compacted.instructions:
-        args = instruction.args
-        if OPS[instruction.op].commutative:
-            first, second = (value_of[arg] if isinstance(arg, str) else values[arg] for arg in args)
-            if order.less(second, first):
-                args = args[::-1]
+    for op, args in compacted.instructions:
+        if OPS[op].commutative and order.less(args[1], args[0]):
+            args = args[::-1]
         arguments.append(args)
-        operand_values = [value_of[arg] if isinstance(arg, str) else values[arg] for arg in args]
-        values.append(order.add(instruction.op, *operand_values))
+        order.add(op, *args)  # compacted instruction i is value i
 
     # post-order from the output, arguments left to right; compacted instructions are distinct values
     canonical: list[Instruction] = []

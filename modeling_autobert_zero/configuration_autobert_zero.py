@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 from typing import Any
 
@@ -17,7 +18,7 @@ from .architecture import (
     layers_at_size,
     repeat_blocks_in_place,
 )
-from .attention_programs import DEFAULT_MAX_PROGRAM_LENGTH, Program, shown
+from .attention_programs import DEFAULT_MAX_PROGRAM_LENGTH, Program, shown, without_cycle_collection
 
 
 BERT_PROGRAM = "matmul(softmax(scale(matmul(Q, transpose(K)))), V)"
@@ -125,6 +126,9 @@ def _boolean(name: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{name}: expected true or false, got {shown(value)}")
 
+
+# `repr` prints at most this many characters of `layers` JSON (see `AutoBertZeroConfig.__repr__`).
+_REPR_LAYERS_LIMIT = 20_000
 
 # Checked whenever the field is set, at construction or later (the cross-field rules: `check_sizes`).
 _FIELD_CHECKS = {
@@ -256,26 +260,32 @@ class AutoBertZeroConfig(PreTrainedConfig):
 
     @property
     def layers(self) -> list[dict]:
-        """The architecture, one entry per layer (a copy: assign a new list to change it)."""
-        return copy.deepcopy(self._layers)
+        """The architecture, one entry per layer, programs as written (a fresh copy: assign a new list to change
+        the architecture)."""
+        with without_cycle_collection():
+            return json.loads(self._layers_json)
 
     @layers.setter
     def layers(self, layers: list[dict]) -> None:
         compiled = compile_layers(layers, self.max_program_length)
-        self._layers = copy.deepcopy([dict(layer) for layer in layers])
+        # Kept as JSON text: immutable, so the config can never drift from what was validated, and copied in
+        # constant time by `to_dict`'s deep copy of the config's attributes.
+        self._layers_json = json.dumps(
+            [{**layer, "program": layer["program"].to_json()} if isinstance(layer.get("program"), Program) else dict(layer) for layer in layers]
+        )
         self._compiled_layers = compiled
 
     @property
     def num_hidden_layers(self) -> int:
         """The number of layers, which follows from `layers`."""
-        return len(self._layers)
+        return len(self._compiled_layers)
 
     @num_hidden_layers.setter
     def num_hidden_layers(self, value: int) -> None:
-        if value != len(self._layers):
+        if value != len(self._compiled_layers):
             raise ValueError(
-                f"num_hidden_layers={shown(value)} disagrees with the {len(self._layers)} entries of layers; it follows "
-                "from layers: leave it out, or assign layers instead (e.g. config.layers = config.layers[:4])"
+                f"num_hidden_layers={shown(value)} disagrees with the {len(self._compiled_layers)} entries of layers; it "
+                "follows from layers: leave it out, or assign layers instead (e.g. config.layers = config.layers[:4])"
             )
 
     @property
@@ -287,9 +297,9 @@ class AutoBertZeroConfig(PreTrainedConfig):
         _positive_integer("max_program_length", value)
         previous = self._max_program_length
         self._max_program_length = value
-        if "_layers" in self.__dict__:
+        if "_layers_json" in self.__dict__:
             try:
-                self._compiled_layers = compile_layers(self._layers, value)
+                self._compiled_layers = compile_layers(self.layers, value)
             except ValueError:
                 self._max_program_length = previous
                 raise
@@ -313,16 +323,22 @@ class AutoBertZeroConfig(PreTrainedConfig):
 
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
-        for derived in ("_layers", "_compiled_layers", "_max_program_length", "_conv_num_heads"):
+        for derived in ("_layers_json", "_compiled_layers", "_max_program_length", "_conv_num_heads"):
             output.pop(derived, None)
-        output["layers"] = [
-            {**layer, "program": layer["program"].to_json()} if isinstance(layer.get("program"), Program) else layer
-            for layer in copy.deepcopy(self._layers)
-        ]
+        output["layers"] = self.layers
         output["num_hidden_layers"] = self.num_hidden_layers
         output["max_program_length"] = self.max_program_length
         output["conv_num_heads"] = self._conv_num_heads
         return output
+
+    def __repr__(self) -> str:
+        """As `transformers` prints a config, except that a long `layers` list is summarised: `from_pretrained`
+        logs every config it builds, and printing a megabyte of layers as indented JSON would take seconds."""
+        if len(self._layers_json) <= _REPR_LAYERS_LIMIT:
+            return super().__repr__()
+        summary = self.to_diff_dict()
+        summary["layers"] = f"<{self.num_hidden_layers} layers, {len(self._layers_json)} characters of JSON: see config.layers>"
+        return f"{self.__class__.__name__} {json.dumps(self._encode_special_floats(summary), indent=2, sort_keys=True)}\n"
 
     @classmethod
     def at_size(cls, layers: list[dict], size: str = "base", **kwargs) -> "AutoBertZeroConfig":

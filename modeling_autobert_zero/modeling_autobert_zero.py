@@ -293,10 +293,10 @@ class AutoBertZeroLayer(GradientCheckpointingLayer):
     def __init__(self, config: AutoBertZeroConfig, layer_idx: int):
         super().__init__()
         compiled = config.compiled_layers[layer_idx]
-        if isinstance(compiled, Program):
-            self.mixer = AutoBertZeroSearchedAttention(config, compiled, layer_idx)
-        else:
+        if isinstance(compiled, int):  # a kernel size (programs may come from another copy of this package's code)
             self.mixer = AutoBertZeroLightweightConv(config, compiled, layer_idx)
+        else:
+            self.mixer = AutoBertZeroSearchedAttention(config, compiled, layer_idx)
         self.mixer_dropout = nn.Dropout(config.hidden_dropout_prob)
         self.mixer_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
