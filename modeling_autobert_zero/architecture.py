@@ -28,7 +28,7 @@ from .attention_programs import (
     ProgramError,
     canonical_program,
     compact_program,
-    compile_program,
+    check_program,
     live_instructions,
     parse_program,
     program_key,
@@ -67,7 +67,7 @@ def compile_layers(
     ops: Collection[str] | None = None,
     inputs: Collection[str] | None = None,
 ) -> list[Program | int]:
-    """Check every layer; return per layer the compiled program (`compile_program`) or the kernel size.
+    """Check every layer; return per layer the parsed, valid program (`check_program`) or the kernel size.
 
     The keyword arguments narrow what is accepted (a search space): the number of layers, the layer types,
     kernel sizes, and the ops and inputs a program may use where its value reaches the output. Any malformed
@@ -114,17 +114,17 @@ def _compile_attention(
     source: Any, max_program_length: int, ops: Collection[str] | None, inputs: Collection[str] | None
 ) -> Program:
     program = parse_program(source)
-    compiled = compile_program(program, max_program_length)
+    check_program(program, max_program_length)
     if ops is not None:
         live = live_instructions(program)
         for index, instruction in enumerate(program.instructions):
             if live[index] and instruction.op not in ops:
                 raise ProgramError(f"instruction {index} ({instruction.op}): op not allowed here; allowed: {sorted(ops)}", index)
     if inputs is not None:
-        outside = sorted(set(compiled.inputs_read()) - set(inputs))
+        outside = sorted(set(compact_program(program).inputs_read()) - set(inputs))
         if outside:
             raise ProgramError(f"the program reads {outside}, not allowed here; allowed inputs: {sorted(inputs)}")
-    return compiled
+    return program
 
 
 @without_cycle_collection()
@@ -280,16 +280,23 @@ def count_backbone_parameters(layers: Sequence[Mapping[str, Any]], dims: ModelDi
 
 def forward_flops(model: Any, seq_length: int) -> int:
     """FLOPs of one forward pass of ``model`` over one sequence of ``seq_length`` tokens, as
-    ``torch.utils.flop_counter`` counts them (matrix products and convolutions; element-wise work is free).
+    ``torch.utils.flop_counter`` counts them (matrix products, convolutions and fused attention; element-wise
+    work is free).
 
     Measured on the model as it runs, so the count follows the kernels it picks: a wide lightweight
-    convolution computed as a banded matrix product (CPU, short sequences) counts as that product.
+    convolution computed as a banded matrix product (CPU, short sequences) counts as that product. The
+    counter has no formula for the CPU flash-attention kernel that SDPA runs on CPU, so it is given the one it
+    uses for the GPU kernels (without it, attention would count as free on CPU).
     """
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+    def cpu_flash_attention_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    custom = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_flash_attention_flops}
     input_ids = torch.ones(1, seq_length, dtype=torch.long, device=next(model.parameters()).device)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=custom) as counter:
         model(input_ids=input_ids)
     return counter.get_total_flops()
 

@@ -336,9 +336,9 @@ def _check_operand(arg: Any, index: int, op: str) -> None:
         )
 
 
-# a name, a punctuation mark, or any other non-space character (always an error)
-_TOKEN_PATTERN = re.compile(r"[A-Za-z_][A-Za-z_0-9]*|[(),]|\S")
-_EXPECTED = {0: "an op or an input name", 1: "'('", 2: "',' or ')'"}
+# an op call's opening ``name(``, a name, a punctuation mark, or any other non-space character (an error)
+_TOKEN_PATTERN = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\s*\(|[A-Za-z_][A-Za-z_0-9]*|[(),]|\S")
+_EXPECTED = {0: "an op or an input name", 2: "',' or ')'"}
 
 
 def _expression_error(text: str, token: str | None, number: int, expecting: int) -> ProgramError:
@@ -346,13 +346,18 @@ def _expression_error(text: str, token: str | None, number: int, expecting: int)
     if token is None:
         return ProgramError(f"expression: unexpected end at {len(text)}, expected {_EXPECTED[expecting]}")
     where = next(match.start() for count, match in enumerate(_TOKEN_PATTERN.finditer(text)) if count == number)
-    if not (token[0].isalpha() or token[0] == "_" or token in "(),"):
-        return ProgramError(f"expression: unexpected character {token!r} at {where}")
     if expecting == 3:
         return ProgramError(f"expression: unexpected {shown(token)} at {where} after the program")
-    if expecting == 0 and token not in "(),":
+    if len(token) == 1 and token in "(),":
+        return ProgramError(f"expression: expected {_EXPECTED[expecting]} at {where}, found {token!r}")
+    name = token[:-1].rstrip() if token.endswith("(") else token
+    if not (name[0].isalpha() or name[0] == "_"):
+        return ProgramError(f"expression: unexpected character {token!r} at {where}")
+    if expecting == 0 and name in OPS:
+        return ProgramError(f"expression: expected '(' after {name!r} at {where}")
+    if expecting == 0:
         return ProgramError(
-            f"expression: unknown name {shown(token)} at {where}; ops: {', '.join(OPS)}; inputs: {', '.join(INPUT_NAMES)}"
+            f"expression: unknown name {shown(name)} at {where}; ops: {', '.join(OPS)}; inputs: {', '.join(INPUT_NAMES)}"
         )
     return ProgramError(f"expression: expected {_EXPECTED[expecting]} at {where}, found {shown(token)}")
 
@@ -366,56 +371,55 @@ def _parse_expression(text: str) -> Program:
     tokens = _TOKEN_PATTERN.findall(text)
     if not tokens:
         raise ProgramError("expression: empty program")
+    arity = {op: spec.arity for op, spec in OPS.items()}
     instructions: list[Instruction] = []
     # The ops whose ')' has not come yet, innermost last, and where each one's arguments start in the flat
     # list of pending arguments (flat lists of strings and integers: no container per nesting level).
     open_ops: list[str] = []
     open_starts: list[int] = []
     pending: list[Operand] = []
-    result: Operand | None = None
-    expecting = 0  # 0: an operand, 1: '(', 2: ',' or ')', 3: nothing (the program is complete)
+    after_operand = False  # False: an operand must come next; True: ',' or ')'
     for number, token in enumerate(tokens):
-        if expecting == 0:
-            if token in OPS:
-                open_ops.append(token)
-                open_starts.append(len(pending))
-                expecting = 1
-                continue
-            if token not in INPUT_NAMES:
-                raise _expression_error(text, token, number, expecting)
-            value: Operand = token
-        elif expecting == 1:
-            if token != "(":
-                raise _expression_error(text, token, number, expecting)
-            expecting = 0
-            continue
-        elif expecting == 2:
-            if token == ",":
-                expecting = 0
-                continue
-            if token != ")":
-                raise _expression_error(text, token, number, expecting)
-            op, start = open_ops.pop(), open_starts.pop()
-            args = tuple(pending[start:])
-            del pending[start:]
-            if len(args) != OPS[op].arity:
-                raise ProgramError(
-                    f"instruction {len(instructions)} ({op}): takes {OPS[op].arity} argument(s), got {len(args)}",
-                    len(instructions),
-                )
-            instructions.append(Instruction(op, args))
-            value = len(instructions) - 1
+        if after_operand:
+            if token == ")":
+                op = open_ops.pop()
+                count = len(pending) - open_starts.pop()
+                if count != arity[op]:
+                    raise ProgramError(
+                        f"instruction {len(instructions)} ({op}): takes {arity[op]} argument(s), got {count}",
+                        len(instructions),
+                    )
+                if count == 1:
+                    instructions.append(Instruction(op, (pending.pop(),)))
+                else:
+                    second = pending.pop()
+                    instructions.append(Instruction(op, (pending.pop(), second)))
+                if not open_ops:
+                    break
+                pending.append(len(instructions) - 1)
+            elif token == ",":
+                after_operand = False
+            else:
+                raise _expression_error(text, token, number, 2)
+        elif token[-1] == "(":
+            op = token[:-1].rstrip()
+            if op not in arity:
+                raise _expression_error(text, token, number, 0)
+            open_ops.append(op)
+            open_starts.append(len(pending))
+        elif token in INPUT_NAMES:
+            if not open_ops:
+                if len(tokens) > 1:
+                    raise _expression_error(text, tokens[1], 1, 3)
+                raise ProgramError(f"expression: a program must apply at least one op, got the bare input {token!r}")
+            pending.append(token)
+            after_operand = True
         else:
-            raise _expression_error(text, token, number, expecting)
-        if open_ops:
-            pending.append(value)
-            expecting = 2
-        else:
-            result, expecting = value, 3
-    if result is None:
-        raise _expression_error(text, None, len(tokens), expecting)
-    if isinstance(result, str):
-        raise ProgramError(f"expression: a program must apply at least one op, got the bare input {result!r}")
+            raise _expression_error(text, token, number, 0)
+    else:
+        raise _expression_error(text, None, len(tokens), 2 if after_operand else 0)
+    if number + 1 < len(tokens):
+        raise _expression_error(text, tokens[number + 1], number + 1, 3)
     return Program(tuple(instructions))
 
 
@@ -485,28 +489,29 @@ def compact_program(program: Program, live: list[bool] | None = None) -> Program
     if live is None:
         live = live_instructions(program)
     new_index = [0] * len(program.instructions)
-    index_of: dict[Instruction, int] = {}  # an instruction (commutative operands in a fixed order) → its index
+    index_of: dict[tuple, int] = {}  # (op, *operands), commutative operands in a fixed order → compacted index
     compacted: list[Instruction] = []
     for index, (op, args) in enumerate(program.instructions):
         if not live[index]:
             continue
-        instruction = Instruction(op, tuple([arg if type(arg) is str else new_index[arg] for arg in args]))
-        identity = Instruction(op, _sorted_operands(instruction.args)) if op in _COMMUTATIVE else instruction
+        operands = tuple([arg if type(arg) is str else new_index[arg] for arg in args])
+        identity = (op, *(_sorted_operands(operands) if op in _COMMUTATIVE else operands))
         known = index_of.get(identity)
         if known is None:
             known = index_of[identity] = len(compacted)
-            compacted.append(instruction)
+            compacted.append(Instruction(op, operands))
         new_index[index] = known
     return Program(tuple(compacted))
 
 
 @without_cycle_collection()
-def compile_program(program: Program, max_program_length: int = DEFAULT_MAX_PROGRAM_LENGTH) -> Program:
-    """Check SPEC §2's six validity rules and return :func:`compact_program` of the program, in linear time.
+def check_program(program: Program, max_program_length: int = DEFAULT_MAX_PROGRAM_LENGTH) -> None:
+    """Check SPEC §2's six validity rules; raise a :class:`ProgramError` naming the instruction if one fails.
 
     Rules 1 (references, arity) hold by construction of :func:`parse_program`; shapes are checked on every
     instruction, the remaining rules on the live part, since dead instructions never reach the output. This
-    is what a config runs on every layer, so a `config.json` from anywhere is judged in time linear in its size.
+    is what a config runs on every layer, so a `config.json` from anywhere is judged in time linear in its size
+    (a model built from it runs :func:`compact_program` of each program).
     """
     last = len(program) - 1
     if len(program) > max_program_length:
@@ -537,12 +542,12 @@ def compile_program(program: Program, max_program_length: int = DEFAULT_MAX_PROG
             f"euclidean or softmax reduces over the token axis n), so each position would only see itself",
             last,
         )
-    return compact_program(program, live)
 
 
 def validate_program(program: Program, max_program_length: int = DEFAULT_MAX_PROGRAM_LENGTH) -> Program:
-    """Check SPEC §2's six validity rules (see :func:`compile_program`) and return the canonical form."""
-    return canonical_program(compile_program(program, max_program_length))
+    """Check SPEC §2's six validity rules (see :func:`check_program`) and return the canonical form."""
+    check_program(program, max_program_length)
+    return canonical_program(program)
 
 
 # The canonical order of values is the order of their printed expressions as strings (SPEC §2 canonical form,

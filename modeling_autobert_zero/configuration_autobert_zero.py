@@ -317,8 +317,8 @@ class AutoBertZeroConfig(PreTrainedConfig):
 
     @property
     def compiled_layers(self) -> list[Program | int]:
-        """Per layer: the compiled :class:`Program` of an attention layer (validated, without dead or repeated
-        instructions), or the kernel size of a conv layer."""
+        """Per layer: the parsed and validated :class:`Program` of an attention layer, or the kernel size of a
+        conv layer."""
         return list(self._compiled_layers)
 
     def to_dict(self) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from .attention_programs import (
     TOKEN_AXIS,
     FusedAttentionPlan,
     Program,
+    compact_program,
     fused_attention_plan,
     infer_shapes,
 )
@@ -189,7 +190,7 @@ class AutoBertZeroSearchedAttention(nn.Module):
         self.is_causal = False
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
-        self.program = program
+        self.program = program = compact_program(program)  # no dead or repeated work
         self.shapes = infer_shapes(program)
         self.input_projections = nn.ModuleDict(
             {name: nn.Linear(config.hidden_size, config.hidden_size) for name in program.inputs_read()}
