@@ -511,20 +511,23 @@ class AutoBertZeroModel(AutoBertZeroPreTrainedModel):
 
 
 def masked_lm_scores(
-    head: nn.Module, sequence_output: torch.Tensor, labels: torch.Tensor | None
+    head: nn.Module, sequence_output: torch.Tensor, labels: torch.Tensor | None, sparse_prediction: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """MLM logits and loss. With `labels`, only the positions that have a label (not -100) go through the head.
+    """MLM logits and loss, as every `transformers` MLM head computes them: logits `(batch, seq, vocab_size)`,
+    the loss a cross-entropy over the labelled positions (labels -100 are ignored).
 
-    The vocabulary projection is the costliest part of pretraining a small model (at `small` it costs about
-    as much as the encoder), and only the ~15% masked positions contribute to the loss, so — as fairseq and
-    ELECTRA do — the logits are computed there alone: the loss is the same, the logits then have shape
-    `(num_masked, vocab_size)`, in the order of `labels[labels != -100]`. Without labels, every position
-    gets logits `(batch, seq, vocab_size)` as in BERT.
+    With `sparse_prediction` (the config field) and `labels`, only the labelled positions go through the head,
+    as fairseq, ELECTRA and ModernBERT do: the loss is the same, the logits have shape `(num_labelled,
+    vocab_size)` in the order of `labels[labels != -100]`. The vocabulary projection is the costliest part of
+    pretraining a small model (at `small` about as much as the encoder) and only ~15% of the positions have a
+    label, so this project's pretraining switches it on while it trains.
     """
-    if labels is None:
-        return head(sequence_output), None
+    if labels is None or not sparse_prediction:
+        scores = head(sequence_output)  # (batch, seq, vocab_size)
+        loss = None if labels is None else CrossEntropyLoss()(scores.view(-1, scores.shape[-1]), labels.view(-1))
+        return scores, loss
     labelled = labels != -100
-    scores = head(sequence_output[labelled])  # (num_masked, vocab_size)
+    scores = head(sequence_output[labelled])  # (num_labelled, vocab_size)
     return scores, CrossEntropyLoss()(scores, labels[labelled])
 
 
@@ -532,8 +535,8 @@ def masked_lm_scores(
 class AutoBertZeroForPreTrainingOutput(ModelOutput):
     """Like `BertForPreTrainingOutput`, with the two losses also reported separately for logging.
 
-    `prediction_logits` has shape `(batch, seq, vocab_size)`, or `(num_masked, vocab_size)` when `labels`
-    were given (see `masked_lm_scores`).
+    `prediction_logits` has shape `(batch, seq, vocab_size)`, or `(num_labelled, vocab_size)` when `labels` are
+    given and the config's `sparse_prediction` is on (see `masked_lm_scores`).
     """
 
     loss: torch.Tensor | None = None
@@ -585,8 +588,8 @@ class AutoBertZeroForPreTraining(AutoBertZeroPreTrainedModel):
     ) -> tuple | AutoBertZeroForPreTrainingOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
-            MLM targets; -100 marks positions without a loss. When given, logits are computed at the labelled
-            positions only and `prediction_logits` has shape `(num_masked, vocab_size)`.
+            MLM targets; -100 marks positions without a loss. With the config's `sparse_prediction` on, logits are
+            computed at the labelled positions only and `prediction_logits` has shape `(num_labelled, vocab_size)`.
         next_sentence_label (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             0 if segment B continues segment A, 1 if it is a random segment.
         """
@@ -602,7 +605,9 @@ class AutoBertZeroForPreTraining(AutoBertZeroPreTrainedModel):
             return_dict=True,
             **kwargs,
         )
-        prediction_scores, masked_lm_loss = masked_lm_scores(self.cls.predictions, outputs.last_hidden_state, labels)
+        prediction_scores, masked_lm_loss = masked_lm_scores(
+            self.cls.predictions, outputs.last_hidden_state, labels, self.config.sparse_prediction
+        )
         seq_relationship_score = self.cls.seq_relationship(outputs.pooler_output)
 
         total_loss = next_sentence_loss = None
@@ -659,6 +664,11 @@ class AutoBertZeroForMaskedLM(AutoBertZeroPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> tuple | MaskedLMOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            MLM targets; -100 marks positions without a loss. With the config's `sparse_prediction` on, logits are
+            computed at the labelled positions only and `logits` has shape `(num_labelled, vocab_size)`.
+        """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.autobert_zero(
             input_ids,
@@ -671,7 +681,9 @@ class AutoBertZeroForMaskedLM(AutoBertZeroPreTrainedModel):
             return_dict=True,
             **kwargs,
         )
-        prediction_scores, loss = masked_lm_scores(self.cls.predictions, outputs.last_hidden_state, labels)
+        prediction_scores, loss = masked_lm_scores(
+            self.cls.predictions, outputs.last_hidden_state, labels, self.config.sparse_prediction
+        )
         output = MaskedLMOutput(
             loss=loss, logits=prediction_scores, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

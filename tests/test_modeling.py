@@ -390,8 +390,9 @@ def _batch(config, seq_len: int = 6):
     return inputs
 
 
-def test_pretraining_head():
-    model = build(AutoBertZeroForPreTraining, HYBRID_LAYERS)
+@pytest.mark.parametrize("sparse_prediction", [False, True])
+def test_pretraining_head(sparse_prediction):
+    model = build(AutoBertZeroForPreTraining, HYBRID_LAYERS, sparse_prediction=sparse_prediction)
     inputs = _batch(model.config)
     labels = inputs["input_ids"].clone()
     labels[:, ::2] = -100
@@ -402,9 +403,11 @@ def test_pretraining_head():
     assert unlabelled.loss is None
     assert unlabelled.prediction_logits.shape == (2, 8, 50)
     assert outputs.seq_relationship_logits.shape == (2, 2)
-    # with labels, logits are computed at the labelled positions only, in the order of labels[labels != -100]
     labelled = labels != -100
-    assert_close(outputs.prediction_logits, unlabelled.prediction_logits[labelled])
+    if sparse_prediction:  # logits at the labelled positions only, in the order of labels[labels != -100]
+        assert_close(outputs.prediction_logits, unlabelled.prediction_logits[labelled])
+    else:  # what every transformers head returns
+        assert_close(outputs.prediction_logits, unlabelled.prediction_logits)
     masked_lm_loss = F.cross_entropy(unlabelled.prediction_logits.reshape(-1, 50), labels.reshape(-1))
     next_sentence_loss = F.cross_entropy(outputs.seq_relationship_logits, next_sentence_label)
     assert_close(outputs.masked_lm_loss, masked_lm_loss)
@@ -416,8 +419,9 @@ def test_pretraining_head():
     assert without_gradient == []  # every parameter takes part in pretraining
 
 
-def test_masked_lm_head():
-    model = build(AutoBertZeroForMaskedLM, HYBRID_LAYERS)
+@pytest.mark.parametrize("sparse_prediction", [False, True])
+def test_masked_lm_head(sparse_prediction):
+    model = build(AutoBertZeroForMaskedLM, HYBRID_LAYERS, sparse_prediction=sparse_prediction)
     inputs = _batch(model.config)
     labels = torch.full_like(inputs["input_ids"], -100)
     labels[:, 1:3] = inputs["input_ids"][:, 1:3]
@@ -425,9 +429,56 @@ def test_masked_lm_head():
     with torch.no_grad():
         unlabelled = model(**inputs)
     assert unlabelled.logits.shape == (2, 8, 50)
-    assert outputs.logits.shape == (4, 50)  # the labelled positions only
-    assert_close(outputs.logits, unlabelled.logits[labels != -100])
+    if sparse_prediction:
+        assert outputs.logits.shape == (4, 50)  # the labelled positions only
+        assert_close(outputs.logits, unlabelled.logits[labels != -100])
+    else:
+        assert_close(outputs.logits, unlabelled.logits)
     assert_close(outputs.loss, F.cross_entropy(unlabelled.logits.reshape(-1, 50), labels.reshape(-1)))
+
+
+@pytest.mark.parametrize("model_class", [AutoBertZeroForMaskedLM, AutoBertZeroForPreTraining])
+def test_the_transformers_mlm_example_evaluates_our_heads(model_class, tmp_path):
+    """`examples/pytorch/language-modeling/run_mlm.py`'s evaluation through `Trainer`: `preprocess_logits_for_metrics`
+    takes the argmax of the logits, `compute_metrics` compares them with the labels position by position."""
+    from transformers import Trainer, TrainingArguments
+
+    def preprocess_logits_for_metrics(logits, labels):  # run_mlm.py's
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        return logits.argmax(dim=-1)
+
+    def compute_metrics(eval_preds):  # run_mlm.py's, with the accuracy metric written out
+        preds, labels = eval_preds
+        labels = labels.reshape(-1)
+        preds = preds.reshape(-1)
+        mask = labels != -100
+        return {"accuracy": float((preds[mask] == labels[mask]).mean())}
+
+    model = build(model_class, HYBRID_LAYERS)
+    inputs = _batch(model.config)
+    labels = torch.full_like(inputs["input_ids"], -100)
+    labels[:, 1:4] = inputs["input_ids"][:, 1:4]
+    rows = [{**{name: tensor[row] for name, tensor in inputs.items()}, "labels": labels[row]} for row in range(2)]
+    if model_class is AutoBertZeroForPreTraining:  # its loss needs the NSP labels; the metric reads the MLM ones
+        rows = [{**row, "next_sentence_label": torch.tensor(0)} for row in rows]
+    arguments = TrainingArguments(
+        tmp_path, per_device_eval_batch_size=2, report_to=[], use_cpu=True, label_names=["labels"]
+    )
+    trainer = Trainer(
+        model=model, args=arguments, eval_dataset=rows, compute_metrics=compute_metrics,
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+    )
+    metrics = trainer.evaluate()
+    with torch.no_grad():
+        outputs = model(**inputs)
+    logits = outputs.logits if model_class is AutoBertZeroForMaskedLM else outputs.prediction_logits
+    labelled = labels != -100
+    expected = (logits.argmax(-1)[labelled] == labels[labelled]).float().mean().item()
+    assert metrics["eval_accuracy"] == pytest.approx(expected)
+    if model_class is AutoBertZeroForMaskedLM:
+        loss = F.cross_entropy(logits.reshape(-1, 50), labels.reshape(-1)).item()
+        assert metrics["eval_loss"] == pytest.approx(loss, abs=1e-5)
 
 
 @pytest.mark.parametrize(
