@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Union
 
 import torch
 import torch.nn.functional as F
+from transformers.utils.import_utils import is_tracing
 
 
 INPUT_NAMES = ("Q", "K", "V", "P")
@@ -128,10 +129,20 @@ def _cosine(left: torch.Tensor, right: torch.Tensor, head_dim: int) -> torch.Ten
 
 
 def _euclidean(left: torch.Tensor, right: torch.Tensor, head_dim: int) -> torch.Tensor:
-    # direct differences, not ‖a‖² + ‖b‖² − 2a·b: that expansion's float32 rounding is as large as the eps,
-    # which makes distances between nearby rows noise (and padding-dependent, through the matmul's shape)
-    distances = torch.cdist(left, right, compute_mode="donot_use_mm_for_euclid_dist")
-    return torch.sqrt(distances.square() + NORM_EPS)
+    """Direct differences, not ‖a‖² + ‖b‖² − 2a·b: that expansion's float32 rounding is as large as the eps,
+    which makes distances between nearby rows noise (and padding-dependent, through the matmul's shape).
+
+    Computed in at least float32 (``cdist`` has no half-precision kernels on CPU, and half-precision squares
+    of differences lose the eps), then returned in the inputs' dtype. Exporters have no ``cdist``: a traced
+    graph writes the same differences out, which materialises a (rows, rows, width) tensor per head.
+    """
+    dtype = torch.promote_types(left.dtype, torch.float32)
+    left_wide, right_wide = left.to(dtype), right.to(dtype)
+    if is_tracing(left):
+        squared = (left_wide[..., :, None, :] - right_wide[..., None, :, :]).square().sum(-1)
+    else:
+        squared = torch.cdist(left_wide, right_wide, compute_mode="donot_use_mm_for_euclid_dist").square()
+    return torch.sqrt(squared + NORM_EPS).to(left.dtype)
 
 
 class _LogSigmoid(torch.autograd.Function):

@@ -29,6 +29,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.utils import ModelOutput
+from transformers.utils.import_utils import is_tracing
 
 from .attention_programs import (
     OPS,
@@ -285,7 +286,10 @@ class AutoBertZeroLightweightConv(nn.Module):
         gated = nn.functional.glu(self.glu_projection(hidden_states), dim=-1)  # (batch, seq, hidden)
         if token_mask is not None:
             gated = gated.masked_fill(~token_mask[:, 0, :, None], 0.0)
-        return self.output_projection(lightweight_conv(gated, self.normalized_kernel())), None
+        # The fastest strategy depends on the sequence length; a traced graph (dynamic length) takes the one
+        # that every exporter and runtime supports, a plain depthwise convolution.
+        strategy = "grouped" if is_tracing(gated) else None
+        return self.output_projection(lightweight_conv(gated, self.normalized_kernel(), strategy)), None
 
 
 class AutoBertZeroLayer(GradientCheckpointingLayer):
@@ -484,7 +488,9 @@ class AutoBertZeroModel(AutoBertZeroPreTrainedModel):
                     f"attention_mask: expected shape (batch, seq) = {tuple(embedding_output.shape[:2])}, "
                     f"got {tuple(attention_mask.shape)}"
                 )
-            if not bool(attention_mask.all()):
+            # A batch without padding skips all masking work (SPEC §2), but whether it has padding is data:
+            # a traced graph (torch.export, ONNX, torch.compile) cannot branch on it, so it always masks.
+            if is_tracing(attention_mask) or not bool(attention_mask.all()):
                 token_mask = attention_mask.bool()[:, None, :]  # (batch, 1, seq)
                 if self._uses_fused_attention:
                     fused_mask = create_bidirectional_mask(
