@@ -41,7 +41,7 @@ from .attention_programs import (
     infer_shapes,
 )
 from .configuration_autobert_zero import AutoBertZeroConfig
-from .lightweight_conv import lightweight_conv
+from .lightweight_conv import band_matrix, lightweight_conv
 
 
 class AutoBertZeroEmbeddings(nn.Module):
@@ -163,6 +163,16 @@ def eager_attention_forward(
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
+def token_mixing_factor(program: Program, shapes: list[tuple[str, str]]) -> int | None:
+    """The instruction whose value ``M`` gives the program's output as ``M · X``: the first argument of an output
+    ``matmul`` when it has shape (n, n); ``None`` when the output is not such a product."""
+    output = program.instructions[-1]
+    if output.op != "matmul" or isinstance(output.args[0], str):
+        return None
+    factor = output.args[0]
+    return factor if shapes[factor] == (TOKEN_AXIS, TOKEN_AXIS) else None
+
+
 def _ancestors(program: Program, roots: list) -> list[int]:
     """Instruction indices the roots depend on (roots included), ascending."""
     needed: set[int] = set()
@@ -182,6 +192,12 @@ class AutoBertZeroSearchedAttention(nn.Module):
     `matmul(softmax(scale(matmul(q, transpose(k)))), v)` compute q, k, v with the interpreter and hand them to
     the attention kernel that `config._attn_implementation` selects (eager, sdpa, flash, ...), so they never
     materialise the n×n scores under fused kernels; every other program runs through `run_program`.
+
+    With `output_attentions`, the layer returns its token-mixing matrix `M` (batch, heads, seq, seq): when the
+    program's output is `matmul(M, X)` with `M` an (n, n) value (the softmax weights of every fused-form
+    program, `cosine(Q, K)` in `matmul(cosine(Q, K), V)`, ...), the head's output is exactly `M · X`. A program
+    whose output is not such a product (`add(matmul(M, V), Q)`, or mixing through an (n, d)ᵀ·(n, d) contraction)
+    has no matrix that gives its output, and returns NaN there rather than a matrix that would look like one.
     """
 
     def __init__(self, config: AutoBertZeroConfig, program: Program, layer_idx: int):
@@ -200,15 +216,10 @@ class AutoBertZeroSearchedAttention(nn.Module):
         self.weights_dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.fused_plan: FusedAttentionPlan | None = fused_attention_plan(program)
         output = len(program) - 1
-        # the attention weights worth returning: the last softmax over keys with an (n, n) shape
-        weights = [
-            index
-            for index, instruction in enumerate(program.instructions)
-            if instruction.op == "softmax" and self.shapes[index] == (TOKEN_AXIS, TOKEN_AXIS)
-        ]
-        self._weights_index = weights[-1] if weights else None
+        self._mixing_index = token_mixing_factor(program, self.shapes)
         self._interpreter_plan = ExecutionPlan.build(program, [output], keep={output})
-        self._interpreter_plan_with_weights = ExecutionPlan.build(program, [output], keep={output, *weights[-1:]})
+        kept = {output} if self._mixing_index is None else {output, self._mixing_index}
+        self._interpreter_plan_with_weights = ExecutionPlan.build(program, [output], keep=kept)
         if self.fused_plan is not None:
             fused = self.fused_plan
             fused_inputs = [fused.query, fused.key, fused.value]
@@ -253,7 +264,13 @@ class AutoBertZeroSearchedAttention(nn.Module):
             plan = self._interpreter_plan_with_weights if output_attentions else self._interpreter_plan
             run_program(self.program, self.shapes, plan, values, token_mask, self.head_dim, self.weights_dropout)
             context = values[len(self.program) - 1].transpose(1, 2)  # (batch, seq, heads, head_dim)
-            weights = values[self._weights_index] if output_attentions and self._weights_index is not None else None
+            weights = None
+            if output_attentions:
+                weights = (
+                    values[self._mixing_index]
+                    if self._mixing_index is not None
+                    else context.new_full((batch, self.num_heads, seq_len, seq_len), float("nan"))
+                )  # (batch, heads, seq, seq)
             del values
         return self.output_projection(context.reshape(batch, seq_len, hidden)), weights
 
@@ -282,14 +299,27 @@ class AutoBertZeroLightweightConv(nn.Module):
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         use_interpreter: bool = False,
-    ) -> tuple[torch.Tensor, None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         gated = nn.functional.glu(self.glu_projection(hidden_states), dim=-1)  # (batch, seq, hidden)
         if token_mask is not None:
             gated = gated.masked_fill(~token_mask[:, 0, :, None], 0.0)
+        kernel = self.normalized_kernel()
         # The fastest strategy depends on the sequence length; a traced graph (dynamic length) takes the one
         # that every exporter and runtime supports, a plain depthwise convolution.
         strategy = "grouped" if is_tracing(gated) else None
-        return self.output_projection(lightweight_conv(gated, self.normalized_kernel(), strategy)), None
+        mixed = self.output_projection(lightweight_conv(gated, kernel, strategy))
+        return mixed, self.mixing_matrix(kernel, token_mask, *gated.shape[:2]) if output_attentions else None
+
+    @staticmethod
+    def mixing_matrix(kernel: torch.Tensor, token_mask: torch.Tensor | None, batch: int, seq_len: int) -> torch.Tensor:
+        """The convolution as attention weights `(batch, heads, seq, seq)`: a lightweight convolution is a fixed
+        banded attention, `M[b, h, i, j] = kernel[h, j - i + k // 2]` (the normalised kernel, 0 off the band),
+        with the columns of padded positions zeroed as the convolution's input is. Applied to the GLU output of
+        the head's channels it gives the convolution's output exactly."""
+        band = band_matrix(kernel, seq_len)[None]  # (1, heads, seq, seq)
+        if token_mask is None:
+            return band.expand(batch, *band.shape[1:])
+        return band * token_mask[:, :, None, :].to(band.dtype)  # (batch, heads, seq, seq)
 
 
 class AutoBertZeroLayer(GradientCheckpointingLayer):
@@ -467,6 +497,12 @@ class AutoBertZeroModel(AutoBertZeroPreTrainedModel):
         r"""
         attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
             1 for real tokens, 0 for padding. Padding never changes the outputs at real tokens (SPEC §2).
+        output_attentions (`bool`, *optional*):
+            Also return each layer's token-mixing matrix, `(batch, heads, seq, seq)`: for an attention layer whose
+            output is `M · X` (every fused-form program) the weights `M`, NaN for programs without such a matrix
+            (see `AutoBertZeroSearchedAttention`); for a convolution the banded matrix of its normalised kernel
+            (see `AutoBertZeroLightweightConv.mixing_matrix`). They stack (`torch.stack(outputs.attentions)`) when
+            `conv_num_heads == num_attention_heads`, the default.
         use_interpreter (`bool`, *optional*, defaults to `False`):
             Run every attention program through the general interpreter instead of fused attention kernels
             (for testing that both paths agree; slower).

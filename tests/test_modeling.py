@@ -640,13 +640,68 @@ def test_attention_weights_per_layer(attn_implementation):
     with torch.no_grad():
         outputs = model(**inputs, output_attentions=True)
         without = model(**inputs)
-    assert outputs.attentions[0] is None
-    for weights in outputs.attentions[1:]:
+    for weights in outputs.attentions:
         assert weights.shape == (2, 2, 8, 8)
+        assert_close(weights[0].sum(-1)[:, 2:-2], torch.ones(2, 4))  # the kernel is normalised, away from the ends
+        assert weights[1, :, :, 6:].abs().max() == 0  # padded keys get weight 0
+    for weights in outputs.attentions[1:]:
         assert_close(weights[0].sum(-1), torch.ones(2, 8))
         assert_close(weights[1, :, :6].sum(-1), torch.ones(2, 6))
-        assert weights[1, :, :, 6:].abs().max() == 0  # padded keys get weight 0
     assert_close(outputs.last_hidden_state, without.last_hidden_state)
+
+
+MIXING_LAYERS = [
+    {"type": "conv", "kernel_size": 3},
+    {"type": "conv", "kernel_size": 65},  # wider than the sequence
+    {"type": "attention", "program": BERT_PROGRAM},
+    {"type": "attention", "program": "matmul(cosine(Q, K), V)"},
+    {"type": "attention", "program": "matmul(softmax(euclidean(neg(Q), K)), V)"},
+    {"type": "attention", "program": "add(matmul(softmax(scale(matmul(Q, transpose(K)))), V), softsign(Q))"},
+]
+
+
+def _mixer_inputs_and_outputs(model, inputs):
+    """Each layer's mixer input and output, recorded by hooks on a forward pass with attentions."""
+    recorded = []
+    hooks = [
+        layer.mixer.register_forward_hook(lambda module, args, output: recorded.append((args[0], output[0])))
+        for layer in model.encoder.layer
+    ]
+    with torch.no_grad():
+        outputs = model(**inputs, output_attentions=True)
+    for hook in hooks:
+        hook.remove()
+    return recorded, outputs.attentions
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_returned_mixing_matrices_reproduce_each_layer(padded):
+    """A convolution's matrix applied to its GLU output, and an attention's to the value it multiplies, give the
+    layer's output exactly, padding included; every layer type stacks; a program whose output is no such
+    product returns NaN rather than a matrix that would look like one."""
+    model = build(AutoBertZeroModel, MIXING_LAYERS)
+    inputs = _batch(model.config) if padded else random_batch(model.config, batch=2, seq_len=8)
+    recorded, attentions = _mixer_inputs_and_outputs(model, inputs)
+    assert torch.stack(attentions).shape == (len(MIXING_LAYERS), 2, 2, 8, 8)
+    heads, head_dim = model.config.num_attention_heads, model.config.hidden_size // model.config.num_attention_heads
+    for layer, (hidden, output), matrix in zip(model.encoder.layer, recorded, attentions):
+        mixer = layer.mixer
+        if isinstance(mixer, AutoBertZeroLightweightConv):
+            mixed = torch.nn.functional.glu(mixer.glu_projection(hidden), dim=-1)  # not zeroed at padding
+        elif mixer.program.instructions[-1].op == "add":
+            assert torch.isnan(matrix).all()
+            continue
+        else:
+            mixed = mixer.input_projections["V"](hidden)
+        per_head = mixed.view(2, 8, heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
+        reproduced = (matrix @ per_head).transpose(1, 2).reshape(2, 8, -1)
+        assert_close(mixer.output_projection(reproduced), output)
+
+
+def test_conv_heads_other_than_attention_heads_give_matrices_per_conv_head():
+    model = build(AutoBertZeroModel, MIXING_LAYERS[:1], conv_num_heads=4)
+    recorded, (matrix,) = _mixer_inputs_and_outputs(model, _batch(model.config))
+    assert matrix.shape == (2, 4, 8, 8)
 
 
 def test_hidden_states_are_embeddings_then_every_layer():
