@@ -441,6 +441,10 @@ class AutoBertZeroPreTrainedModel(PreTrainedModel):
     # The heads take **kwargs (forwarded to the backbone) but compute a plain mean loss; without this,
     # Trainer would assume the loss is already normalised by num_items_in_batch and skip its own scaling.
     accepts_loss_kwargs = False
+    # Putting a head on a backbone trained with another (a pretraining checkpoint under a classifier) leaves the
+    # other head's weights, and the pooler where the new head has none, unused: expected, so not reported.
+    # A backbone weight missing or unexpected still is. Each task head adds its own new weights as expected-missing.
+    _keys_to_ignore_on_load_unexpected = [r"^cls\.", r"^classifier\.", r"^qa_outputs\.", r"(^|\.)pooler\."]
 
     def __init__(self, config: AutoBertZeroConfig, *inputs, **kwargs):
         config.check_sizes()  # fields may have been changed one at a time since the config was built
@@ -463,6 +467,9 @@ class AutoBertZeroPreTrainedModel(PreTrainedModel):
 
 class AutoBertZeroModel(AutoBertZeroPreTrainedModel):
     """The backbone: embeddings, the searched layer stack, and (optionally) BERT's pooler."""
+
+    # loaded from a checkpoint without a pooler (masked LM, token classification), the pooler is new, as a head is
+    _keys_to_ignore_on_load_missing = [r"(^|\.)pooler\."]
 
     def __init__(self, config: AutoBertZeroConfig, add_pooling_layer: bool = True):
         super().__init__(config)
@@ -735,6 +742,8 @@ class AutoBertZeroForMaskedLM(AutoBertZeroPreTrainedModel):
 class AutoBertZeroForSequenceClassification(AutoBertZeroPreTrainedModel):
     """Pooled first token → dropout → linear; regression, single- or multi-label loss as in BERT."""
 
+    _keys_to_ignore_on_load_missing = [r"^classifier\.", r"(^|\.)pooler\."]  # a new head (see the base class)
+
     def __init__(self, config: AutoBertZeroConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -795,6 +804,8 @@ class AutoBertZeroForSequenceClassification(AutoBertZeroPreTrainedModel):
 class AutoBertZeroForMultipleChoice(AutoBertZeroPreTrainedModel):
     """Each choice encoded separately, pooled, scored by one linear unit; softmax over the choices."""
 
+    _keys_to_ignore_on_load_missing = [r"^classifier\.", r"(^|\.)pooler\."]  # a new head (see the base class)
+
     def __init__(self, config: AutoBertZeroConfig):
         super().__init__(config)
         self.autobert_zero = AutoBertZeroModel(config)
@@ -848,6 +859,9 @@ class AutoBertZeroForMultipleChoice(AutoBertZeroPreTrainedModel):
 
 
 class AutoBertZeroForTokenClassification(AutoBertZeroPreTrainedModel):
+    """A linear classifier on every token's last hidden state (NER, POS tagging)."""
+
+    _keys_to_ignore_on_load_missing = [r"^classifier\."]  # a new head (see the base class)
     def __init__(self, config: AutoBertZeroConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -894,6 +908,8 @@ class AutoBertZeroForTokenClassification(AutoBertZeroPreTrainedModel):
 
 class AutoBertZeroForQuestionAnswering(AutoBertZeroPreTrainedModel):
     """Extractive QA (SQuAD): a linear layer gives start and end logits per token."""
+
+    _keys_to_ignore_on_load_missing = [r"^qa_outputs\."]  # a new head (see the base class)
 
     def __init__(self, config: AutoBertZeroConfig):
         super().__init__(config)
