@@ -32,6 +32,8 @@ from transformers.utils import ModelOutput
 from transformers.utils.import_utils import is_tracing
 
 from .attention_programs import (
+    FEATURE_AXIS,
+    INPUT_NAMES,
     OPS,
     TOKEN_AXIS,
     FusedAttentionPlan,
@@ -74,9 +76,21 @@ class AutoBertZeroEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(embeddings))
 
 
+ROWS, COLS = -2, -1  # the token-bearing axes of a per-head value (batch, heads, rows, cols)
+
+
 @dataclass(frozen=True)
 class ExecutionPlan:
-    """Which instructions to run, and after each one which values are dead and can be freed.
+    """Which instructions to run, where padding must be masked, and after each one which values to free.
+
+    Padding (SPEC §2) can only reach a real token through a reduction over the token axis: a matmul summing
+    over it, a cosine or euclidean whose rows are token-wide, a softmax over it. The plan masks the operands
+    there, along that axis (a softmax gets -inf, a sum zeros: of one operand, the cheaper one, unless an
+    operand's padded entries are already known to be zero), and the output's padded rows; values whose padded
+    entries never reach a reduction are left as they are, which is what hand-written attention code does.
+    A value's padded rows (columns) are known to be zero when its op keeps zeros (neg, scale, softsign, a
+    transpose, an add of two such values, the matching side of a matmul or cosine) or when it is a softmax
+    over tokens (its padded columns get weight 0).
 
     Freeing values at their last use keeps the interpreter's peak memory at what the program needs live,
     rather than every intermediate of the layer (which matters in inference; in training autograd keeps
@@ -85,10 +99,19 @@ class ExecutionPlan:
 
     steps: tuple[int, ...]
     release_after: dict
+    # per step: (operand position, axis) pairs to mask with zeros before the op
+    mask_operands: dict
+    # the steps that are a softmax over the token axis (their input is masked with -inf)
+    token_softmax: frozenset
+    # the roots whose padded rows must be zeroed after they are computed (the output's, for the next layer)
+    mask_rows_after: frozenset
 
     @classmethod
-    def build(cls, program: Program, roots: list, keep: set) -> "ExecutionPlan":
-        """Run the instructions ``roots`` depend on, keeping the values in ``keep`` to the end."""
+    def build(
+        cls, program: Program, shapes: list[tuple[str, str]], roots: list, keep: set, zero_rows: tuple = ()
+    ) -> "ExecutionPlan":
+        """Run the instructions ``roots`` depend on, keeping the values in ``keep`` to the end; the roots in
+        ``zero_rows`` get their padded rows zeroed."""
         steps = tuple(_ancestors(program, roots))
         last_use: dict = {}
         for index in steps:
@@ -98,44 +121,91 @@ class ExecutionPlan:
         for value, index in last_use.items():
             if value not in keep:
                 release_after.setdefault(index, []).append(value)
-        return cls(steps, {index: tuple(values) for index, values in release_after.items()})
+
+        known_zero = {name: (False, False) for name in INPUT_NAMES}  # padded (rows, cols) known to be zero
+        mask_operands: dict = {}
+        token_softmax = set()
+        for index in steps:
+            op, args = program.instructions[index]
+            arg_shapes = [(TOKEN_AXIS, FEATURE_AXIS) if isinstance(arg, str) else shapes[arg] for arg in args]
+            flags = [known_zero[arg] for arg in args]
+            masks: list = []
+            if op in ("neg", "scale", "softsign"):
+                zero = flags[0]
+            elif op == "transpose":
+                zero = flags[0][::-1]
+            elif op == "add":
+                zero = (flags[0][0] and flags[1][0], flags[0][1] and flags[1][1])
+            elif op == "softmax":
+                token_wide = arg_shapes[0][1] == TOKEN_AXIS
+                if token_wide:
+                    token_softmax.add(index)
+                zero = (False, token_wide)
+            elif op == "matmul":
+                (rows, inner), (_, cols) = arg_shapes
+                if inner == TOKEN_AXIS and not (flags[0][1] or flags[1][0]):
+                    # zero one operand along the summed axis: the one whose other axis is the feature axis
+                    masks.append((0, COLS) if rows == FEATURE_AXIS and cols == TOKEN_AXIS else (1, ROWS))
+                zero = (flags[0][0], flags[1][1])
+            elif op in ("cosine", "euclidean"):
+                if arg_shapes[0][1] == TOKEN_AXIS:  # rows as wide as the sequence: norms and distances sum over it
+                    masks.extend((position, COLS) for position in range(2) if not flags[position][1])
+                zero = (flags[0][0], flags[1][0]) if op == "cosine" else (False, False)
+            else:  # logsigmoid maps 0 to log(1/2)
+                zero = (False, False)
+            if masks:
+                mask_operands[index] = tuple(masks)
+            known_zero[index] = zero
+        mask_rows_after = frozenset(
+            root for root in zero_rows if shapes[root][0] == TOKEN_AXIS and not known_zero[root][0]
+        )
+        return cls(
+            steps,
+            {index: tuple(values) for index, values in release_after.items()},
+            mask_operands,
+            frozenset(token_softmax),
+            mask_rows_after,
+        )
+
+
+def _masked(value: torch.Tensor, token_mask: torch.Tensor, axis: int) -> torch.Tensor:
+    """``value`` with its padded rows (``axis`` -2) or columns (-1) set to zero."""
+    return value.masked_fill(~(token_mask[..., :, None] if axis == ROWS else token_mask[..., None, :]), 0.0)
 
 
 def run_program(
     program: Program,
-    shapes: list[tuple[str, str]],
     plan: ExecutionPlan,
     values: dict,
     token_mask: torch.Tensor | None,
     head_dim: int,
     weights_dropout: Callable[[torch.Tensor], torch.Tensor],
 ) -> dict:
-    """Interpret ``program`` over per-head tensors ``(batch, heads, rows, cols)``; SPEC §2's padding rule.
+    """Interpret ``program`` over per-head tensors ``(batch, heads, rows, cols)`` with SPEC §2's padding rule.
 
     ``values`` maps the input names (projected, padded rows not zeroed) to tensors; the instructions of
     ``plan`` are added to it under their indices, and dead ones removed, in place. ``token_mask`` is
     ``(batch, 1, seq)`` bool (True = real token) or ``None`` when nothing is padded, in which case no
-    masking work is done. A softmax over a token axis gives padded positions weight 0 and is followed by
-    ``weights_dropout`` (BERT's attention-probability dropout); every value with a token axis has its padded
-    positions set to 0 after every op, so padding can never reach a real token.
+    masking work is done. Padding is masked where ``plan`` says (see `ExecutionPlan`), so it can never reach a
+    real token; a softmax over the token axis gives padded positions weight 0 and is followed by
+    ``weights_dropout`` (BERT's attention-probability dropout).
     """
     for index in plan.steps:
-        instruction = program.instructions[index]
-        operands = [values[arg] for arg in instruction.args]
-        rows, cols = shapes[index]
-        if instruction.op == "softmax" and cols == TOKEN_AXIS:
+        op, args = program.instructions[index]
+        operands = [values[arg] for arg in args]
+        if token_mask is not None:
+            for position, axis in plan.mask_operands.get(index, ()):
+                operands[position] = _masked(operands[position], token_mask, axis)
+        if index in plan.token_softmax:
             scores = operands[0]
             if token_mask is not None:
                 scores = scores.masked_fill(~token_mask[..., None, :], torch.finfo(scores.dtype).min)
             result = weights_dropout(torch.softmax(scores, dim=-1))
         else:
-            result = OPS[instruction.op].function(*operands, head_dim)
+            result = OPS[op].function(*operands, head_dim)
         del operands
-        if token_mask is not None:
-            if rows == TOKEN_AXIS:
-                result = result.masked_fill(~token_mask[..., :, None], 0.0)
-            if cols == TOKEN_AXIS:
-                result = result.masked_fill(~token_mask[..., None, :], 0.0)
+        if token_mask is not None and index in plan.mask_rows_after:
+            result = _masked(result, token_mask, ROWS)
         values[index] = result
         for dead in plan.release_after.get(index, ()):
             del values[dead]
@@ -217,13 +287,14 @@ class AutoBertZeroSearchedAttention(nn.Module):
         self.fused_plan: FusedAttentionPlan | None = fused_attention_plan(program)
         output = len(program) - 1
         self._mixing_index = token_mixing_factor(program, self.shapes)
-        self._interpreter_plan = ExecutionPlan.build(program, [output], keep={output})
+        self._interpreter_plan = ExecutionPlan.build(program, self.shapes, [output], {output}, zero_rows=(output,))
         kept = {output} if self._mixing_index is None else {output, self._mixing_index}
-        self._interpreter_plan_with_weights = ExecutionPlan.build(program, [output], keep=kept)
+        self._interpreter_plan_with_weights = ExecutionPlan.build(program, self.shapes, [output], kept, zero_rows=(output,))
         if self.fused_plan is not None:
             fused = self.fused_plan
             fused_inputs = [fused.query, fused.key, fused.value]
-            self._fused_inputs_plan = ExecutionPlan.build(program, fused_inputs, keep=set(fused_inputs))
+            # the fused kernel masks padded keys and the context's padded rows itself
+            self._fused_inputs_plan = ExecutionPlan.build(program, self.shapes, fused_inputs, set(fused_inputs))
             self._fused_scaling = self.head_dim ** (-fused.scale_count / 2)
 
     def forward(
@@ -244,10 +315,7 @@ class AutoBertZeroSearchedAttention(nn.Module):
         if self.fused_plan is not None and not output_attentions and not use_interpreter:
             fused = self.fused_plan
             dropout = self.weights_dropout.p if self.training else 0.0
-            run_program(
-                self.program, self.shapes, self._fused_inputs_plan, values, token_mask, self.head_dim,
-                self.weights_dropout,
-            )
+            run_program(self.program, self._fused_inputs_plan, values, token_mask, self.head_dim, self.weights_dropout)
             attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
                 self.config._attn_implementation, eager_attention_forward
             )
@@ -262,15 +330,15 @@ class AutoBertZeroSearchedAttention(nn.Module):
                 context = context.masked_fill(~token_mask[:, 0, :, None, None], 0.0)
         else:
             plan = self._interpreter_plan_with_weights if output_attentions else self._interpreter_plan
-            run_program(self.program, self.shapes, plan, values, token_mask, self.head_dim, self.weights_dropout)
+            run_program(self.program, plan, values, token_mask, self.head_dim, self.weights_dropout)
             context = values[len(self.program) - 1].transpose(1, 2)  # (batch, seq, heads, head_dim)
             weights = None
-            if output_attentions:
-                weights = (
-                    values[self._mixing_index]
-                    if self._mixing_index is not None
-                    else context.new_full((batch, self.num_heads, seq_len, seq_len), float("nan"))
-                )  # (batch, heads, seq, seq)
+            if output_attentions and self._mixing_index is None:
+                weights = context.new_full((batch, self.num_heads, seq_len, seq_len), float("nan"))
+            elif output_attentions:
+                weights = values[self._mixing_index]  # (batch, heads, seq, seq)
+                if token_mask is not None:  # padding as the output sees it: padded rows and keys out
+                    weights = _masked(_masked(weights, token_mask, ROWS), token_mask, COLS)
             del values
         return self.output_projection(context.reshape(batch, seq_len, hidden)), weights
 
