@@ -94,7 +94,7 @@ def compile_layers(
                     f"{where}: an attention layer has exactly the keys 'type' and 'program', got {shown(sorted(map(str, layer)))}"
                 )
             try:
-                compiled.append(_compile_attention(layer["program"], max_program_length, ops, inputs))
+                compiled.append(compile_attention_program(layer["program"], max_program_length, ops=ops, inputs=inputs))
             except ProgramError as error:
                 raise ArchitectureError(f"{where} (attention): {error}") from None
         else:
@@ -110,9 +110,15 @@ def compile_layers(
     return compiled
 
 
-def _compile_attention(
-    source: Any, max_program_length: int, ops: Collection[str] | None, inputs: Collection[str] | None
+def compile_attention_program(
+    source: Any,
+    max_program_length: int = DEFAULT_MAX_PROGRAM_LENGTH,
+    *,
+    ops: Collection[str] | None = None,
+    inputs: Collection[str] | None = None,
 ) -> Program:
+    """Parse and check one attention layer's program (SPEC §2's rules, then the allowed ``ops`` and ``inputs``
+    where its values reach the output); return it as parsed. Raises :class:`ProgramError` naming the instruction."""
     program = parse_program(source)
     check_program(program, max_program_length)
     if ops is not None:
@@ -312,6 +318,7 @@ __all__ = [
     "architecture_id",
     "architecture_key",
     "canonical_architecture",
+    "compile_attention_program",
     "compile_layers",
     "count_backbone_parameters",
     "describe_architecture",

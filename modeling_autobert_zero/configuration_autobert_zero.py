@@ -252,11 +252,11 @@ class AutoBertZeroConfig(PreTrainedConfig):
             )
         if self.hidden_size % self.conv_num_heads != 0:
             raise ValueError(f"hidden_size={self.hidden_size} is not a multiple of conv_num_heads={self.conv_num_heads}")
-        pad_token_id = getattr(self, "pad_token_id", None)
-        if pad_token_id is not None and (
-            isinstance(pad_token_id, bool) or not isinstance(pad_token_id, int) or not 0 <= pad_token_id < self.vocab_size
-        ):
-            raise ValueError(f"pad_token_id: expected a token id in [0, vocab_size={self.vocab_size}) or None, got {shown(pad_token_id)}")
+        pad = getattr(self, "pad_token_id", None)
+        if pad is not None and (isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad < self.vocab_size):
+            raise ValueError(
+                f"pad_token_id: expected a token id in [0, vocab_size={self.vocab_size}) or None, got {shown(pad)}"
+            )
 
     @property
     def layers(self) -> list[dict]:
@@ -271,7 +271,10 @@ class AutoBertZeroConfig(PreTrainedConfig):
         # Kept as JSON text: immutable, so the config can never drift from what was validated, and copied in
         # constant time by `to_dict`'s deep copy of the config's attributes.
         self._layers_json = json.dumps(
-            [{**layer, "program": layer["program"].to_json()} if isinstance(layer.get("program"), Program) else dict(layer) for layer in layers]
+            [
+                {**layer, "program": layer["program"].to_json()} if isinstance(layer.get("program"), Program) else dict(layer)
+                for layer in layers
+            ]
         )
         self._compiled_layers = compiled
 
