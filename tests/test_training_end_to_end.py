@@ -313,9 +313,12 @@ def test_benchmark_reports_throughput_and_memory_ratios_to_bert(workspace, token
     assert "autobert-zero" in table and "× bert" in table
 
 
-def test_pretraining_computes_mlm_logits_at_labelled_positions_only_while_it_trains(workspace, tokenizer, tmp_path):
+def test_pretraining_computes_mlm_logits_at_labelled_positions_only_where_only_the_loss_counts(
+    workspace, tokenizer, tmp_path
+):
     """The opt-in is switched on by the training library itself (the search pretrains through `pretrain` too),
-    only while training: saved checkpoints and evaluation keep the full logits of every transformers head."""
+    while training and in loss-only evaluation: saved checkpoints and `predict` keep the full logits of every
+    transformers head."""
     pairs = build_pretraining_dataset(workspace / "corpus.txt", tokenizer, max_seq_length=32, cache_dir=str(tmp_path / "c"))
     model = tiny_pretraining_model(tokenizer)
     seen_shapes = []
@@ -332,12 +335,15 @@ def test_pretraining_computes_mlm_logits_at_labelled_positions_only_while_it_tra
         data_collator=PretrainingCollator(tokenizer, seed=0),
     )
     trainer.train()
-    trainer.evaluate()
+    assert seen_shapes and all(training and len(shape) == 2 for training, shape in seen_shapes)  # (num_labelled, vocab)
+    seen_shapes.clear()
+    metrics = trainer.evaluate()
+    assert "eval_mlm_loss" in metrics and seen_shapes and all(len(shape) == 2 for _, shape in seen_shapes)
+    seen_shapes.clear()
+    predictions = trainer.predict(pairs.select(range(4)))
+    assert seen_shapes and all(len(shape) == 3 for _, shape in seen_shapes)  # (batch, seq, vocab)
+    assert predictions.predictions[0].ndim == 3
     trainer.save_model()
-    training_shapes = [shape for training, shape in seen_shapes if training]
-    evaluation_shapes = [shape for training, shape in seen_shapes if not training]
-    assert training_shapes and all(len(shape) == 2 for shape in training_shapes)  # (num_labelled, vocab)
-    assert evaluation_shapes and all(len(shape) == 3 for shape in evaluation_shapes)  # (batch, seq, vocab)
     assert model.config.sparse_prediction is False
     assert json.loads((tmp_path / "run" / "config.json").read_text())["sparse_prediction"] is False
 

@@ -76,7 +76,8 @@ def split_pretraining_loss(
 class PretrainingTrainer(MeanLossTrainer):
     """MLM + NSP pretraining; logs ``mlm_loss`` and ``nsp_loss`` beside ``loss`` (and ``eval_*`` likewise).
 
-    Training steps run under :func:`sparse_mlm_prediction`; evaluation returns the heads' full logits.
+    Training steps, and evaluations that keep only the loss, run under :func:`sparse_mlm_prediction`;
+    `predict` (and evaluation with `compute_metrics`) gets the heads' full logits.
 
     Training logs average the per-batch losses since the last log, as `Trainer` averages ``loss``, so
     ``mlm_loss + nsp_loss == loss``; evaluation weights batches by their size, as ``eval_loss`` does. Sums
@@ -103,6 +104,11 @@ class PretrainingTrainer(MeanLossTrainer):
         )
         self._loss_sums[phase] = self._loss_sums[phase] + sums if phase in self._loss_sums else sums
         return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        # an evaluation that keeps only the loss (no compute_metrics) needs no full MLM logits either
+        with sparse_mlm_prediction(model) if prediction_loss_only else contextlib.nullcontext():
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     def _take_means(self, phase: str) -> tuple[float, float] | None:
         sums = self._loss_sums.pop(phase, None)
