@@ -21,9 +21,11 @@ from .attention_programs import (
     ProgramError,
     architecture_key,
     canonical_program,
+    check_program,
     fused_attention_plan,
     infer_shapes,
     parse_program,
+    program_key,
     validate_program,
 )
 from .configuration_autobert_zero import AutoBertZeroConfig
@@ -61,9 +63,11 @@ __all__ = [
     "ProgramError",
     "architecture_key",
     "canonical_program",
+    "check_program",
     "fused_attention_plan",
     "infer_shapes",
     "parse_program",
+    "program_key",
     "validate_program",
     "AutoBertZeroConfig",
     "AutoBertZeroPreTrainedModel",

@@ -29,17 +29,21 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.utils import ModelOutput
+from transformers.utils.import_utils import is_tracing
 
 from .attention_programs import (
+    FEATURE_AXIS,
+    INPUT_NAMES,
     OPS,
     TOKEN_AXIS,
     FusedAttentionPlan,
     Program,
+    compact_program,
     fused_attention_plan,
     infer_shapes,
 )
 from .configuration_autobert_zero import AutoBertZeroConfig
-from .lightweight_conv import lightweight_conv
+from .lightweight_conv import band_matrix, lightweight_conv
 
 
 class AutoBertZeroEmbeddings(nn.Module):
@@ -72,9 +76,21 @@ class AutoBertZeroEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(embeddings))
 
 
+ROWS, COLS = -2, -1  # the token-bearing axes of a per-head value (batch, heads, rows, cols)
+
+
 @dataclass(frozen=True)
 class ExecutionPlan:
-    """Which instructions to run, and after each one which values are dead and can be freed.
+    """Which instructions to run, where padding must be masked, and after each one which values to free.
+
+    Padding (SPEC §2) can only reach a real token through a reduction over the token axis: a matmul summing
+    over it, a cosine or euclidean whose rows are token-wide, a softmax over it. The plan masks the operands
+    there, along that axis (a softmax gets -inf, a sum zeros: of one operand, the cheaper one, unless an
+    operand's padded entries are already known to be zero), and the output's padded rows; values whose padded
+    entries never reach a reduction are left as they are, which is what hand-written attention code does.
+    A value's padded rows (columns) are known to be zero when its op keeps zeros (neg, scale, softsign, a
+    transpose, an add of two such values, the matching side of a matmul or cosine) or when it is a softmax
+    over tokens (its padded columns get weight 0).
 
     Freeing values at their last use keeps the interpreter's peak memory at what the program needs live,
     rather than every intermediate of the layer (which matters in inference; in training autograd keeps
@@ -83,10 +99,19 @@ class ExecutionPlan:
 
     steps: tuple[int, ...]
     release_after: dict
+    # per step: (operand position, axis) pairs to mask with zeros before the op
+    mask_operands: dict
+    # the steps that are a softmax over the token axis (their input is masked with -inf)
+    token_softmax: frozenset
+    # the roots whose padded rows must be zeroed after they are computed (the output's, for the next layer)
+    mask_rows_after: frozenset
 
     @classmethod
-    def build(cls, program: Program, roots: list, keep: set) -> "ExecutionPlan":
-        """Run the instructions ``roots`` depend on, keeping the values in ``keep`` to the end."""
+    def build(
+        cls, program: Program, shapes: list[tuple[str, str]], roots: list, keep: set, zero_rows: tuple = ()
+    ) -> "ExecutionPlan":
+        """Run the instructions ``roots`` depend on, keeping the values in ``keep`` to the end; the roots in
+        ``zero_rows`` get their padded rows zeroed."""
         steps = tuple(_ancestors(program, roots))
         last_use: dict = {}
         for index in steps:
@@ -96,44 +121,91 @@ class ExecutionPlan:
         for value, index in last_use.items():
             if value not in keep:
                 release_after.setdefault(index, []).append(value)
-        return cls(steps, {index: tuple(values) for index, values in release_after.items()})
+
+        known_zero = {name: (False, False) for name in INPUT_NAMES}  # padded (rows, cols) known to be zero
+        mask_operands: dict = {}
+        token_softmax = set()
+        for index in steps:
+            op, args = program.instructions[index]
+            arg_shapes = [(TOKEN_AXIS, FEATURE_AXIS) if isinstance(arg, str) else shapes[arg] for arg in args]
+            flags = [known_zero[arg] for arg in args]
+            masks: list = []
+            if op in ("neg", "scale", "softsign"):
+                zero = flags[0]
+            elif op == "transpose":
+                zero = flags[0][::-1]
+            elif op == "add":
+                zero = (flags[0][0] and flags[1][0], flags[0][1] and flags[1][1])
+            elif op == "softmax":
+                token_wide = arg_shapes[0][1] == TOKEN_AXIS
+                if token_wide:
+                    token_softmax.add(index)
+                zero = (False, token_wide)
+            elif op == "matmul":
+                (rows, inner), (_, cols) = arg_shapes
+                if inner == TOKEN_AXIS and not (flags[0][1] or flags[1][0]):
+                    # zero one operand along the summed axis: the one whose other axis is the feature axis
+                    masks.append((0, COLS) if rows == FEATURE_AXIS and cols == TOKEN_AXIS else (1, ROWS))
+                zero = (flags[0][0], flags[1][1])
+            elif op in ("cosine", "euclidean"):
+                if arg_shapes[0][1] == TOKEN_AXIS:  # rows as wide as the sequence: norms and distances sum over it
+                    masks.extend((position, COLS) for position in range(2) if not flags[position][1])
+                zero = (flags[0][0], flags[1][0]) if op == "cosine" else (False, False)
+            else:  # logsigmoid maps 0 to log(1/2)
+                zero = (False, False)
+            if masks:
+                mask_operands[index] = tuple(masks)
+            known_zero[index] = zero
+        mask_rows_after = frozenset(
+            root for root in zero_rows if shapes[root][0] == TOKEN_AXIS and not known_zero[root][0]
+        )
+        return cls(
+            steps,
+            {index: tuple(values) for index, values in release_after.items()},
+            mask_operands,
+            frozenset(token_softmax),
+            mask_rows_after,
+        )
+
+
+def _masked(value: torch.Tensor, token_mask: torch.Tensor, axis: int) -> torch.Tensor:
+    """``value`` with its padded rows (``axis`` -2) or columns (-1) set to zero."""
+    return value.masked_fill(~(token_mask[..., :, None] if axis == ROWS else token_mask[..., None, :]), 0.0)
 
 
 def run_program(
     program: Program,
-    shapes: list[tuple[str, str]],
     plan: ExecutionPlan,
     values: dict,
     token_mask: torch.Tensor | None,
     head_dim: int,
     weights_dropout: Callable[[torch.Tensor], torch.Tensor],
 ) -> dict:
-    """Interpret ``program`` over per-head tensors ``(batch, heads, rows, cols)``; SPEC §2's padding rule.
+    """Interpret ``program`` over per-head tensors ``(batch, heads, rows, cols)`` with SPEC §2's padding rule.
 
     ``values`` maps the input names (projected, padded rows not zeroed) to tensors; the instructions of
     ``plan`` are added to it under their indices, and dead ones removed, in place. ``token_mask`` is
     ``(batch, 1, seq)`` bool (True = real token) or ``None`` when nothing is padded, in which case no
-    masking work is done. A softmax over a token axis gives padded positions weight 0 and is followed by
-    ``weights_dropout`` (BERT's attention-probability dropout); every value with a token axis has its padded
-    positions set to 0 after every op, so padding can never reach a real token.
+    masking work is done. Padding is masked where ``plan`` says (see `ExecutionPlan`), so it can never reach a
+    real token; a softmax over the token axis gives padded positions weight 0 and is followed by
+    ``weights_dropout`` (BERT's attention-probability dropout).
     """
     for index in plan.steps:
-        instruction = program.instructions[index]
-        operands = [values[arg] for arg in instruction.args]
-        rows, cols = shapes[index]
-        if instruction.op == "softmax" and cols == TOKEN_AXIS:
+        op, args = program.instructions[index]
+        operands = [values[arg] for arg in args]
+        if token_mask is not None:
+            for position, axis in plan.mask_operands.get(index, ()):
+                operands[position] = _masked(operands[position], token_mask, axis)
+        if index in plan.token_softmax:
             scores = operands[0]
             if token_mask is not None:
                 scores = scores.masked_fill(~token_mask[..., None, :], torch.finfo(scores.dtype).min)
             result = weights_dropout(torch.softmax(scores, dim=-1))
         else:
-            result = OPS[instruction.op].function(*operands, head_dim)
+            result = OPS[op].function(*operands, head_dim)
         del operands
-        if token_mask is not None:
-            if rows == TOKEN_AXIS:
-                result = result.masked_fill(~token_mask[..., :, None], 0.0)
-            if cols == TOKEN_AXIS:
-                result = result.masked_fill(~token_mask[..., None, :], 0.0)
+        if token_mask is not None and index in plan.mask_rows_after:
+            result = _masked(result, token_mask, ROWS)
         values[index] = result
         for dead in plan.release_after.get(index, ()):
             del values[dead]
@@ -161,6 +233,16 @@ def eager_attention_forward(
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
+def token_mixing_factor(program: Program, shapes: list[tuple[str, str]]) -> int | None:
+    """The instruction whose value ``M`` gives the program's output as ``M · X``: the first argument of an output
+    ``matmul`` when it has shape (n, n); ``None`` when the output is not such a product."""
+    output = program.instructions[-1]
+    if output.op != "matmul" or isinstance(output.args[0], str):
+        return None
+    factor = output.args[0]
+    return factor if shapes[factor] == (TOKEN_AXIS, TOKEN_AXIS) else None
+
+
 def _ancestors(program: Program, roots: list) -> list[int]:
     """Instruction indices the roots depend on (roots included), ascending."""
     needed: set[int] = set()
@@ -180,6 +262,12 @@ class AutoBertZeroSearchedAttention(nn.Module):
     `matmul(softmax(scale(matmul(q, transpose(k)))), v)` compute q, k, v with the interpreter and hand them to
     the attention kernel that `config._attn_implementation` selects (eager, sdpa, flash, ...), so they never
     materialise the n×n scores under fused kernels; every other program runs through `run_program`.
+
+    With `output_attentions`, the layer returns its token-mixing matrix `M` (batch, heads, seq, seq): when the
+    program's output is `matmul(M, X)` with `M` an (n, n) value (the softmax weights of every fused-form
+    program, `cosine(Q, K)` in `matmul(cosine(Q, K), V)`, ...), the head's output is exactly `M · X`. A program
+    whose output is not such a product (`add(matmul(M, V), Q)`, or mixing through an (n, d)ᵀ·(n, d) contraction)
+    has no matrix that gives its output, and returns NaN there rather than a matrix that would look like one.
     """
 
     def __init__(self, config: AutoBertZeroConfig, program: Program, layer_idx: int):
@@ -189,7 +277,7 @@ class AutoBertZeroSearchedAttention(nn.Module):
         self.is_causal = False
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
-        self.program = program
+        self.program = program = compact_program(program)  # no dead or repeated work
         self.shapes = infer_shapes(program)
         self.input_projections = nn.ModuleDict(
             {name: nn.Linear(config.hidden_size, config.hidden_size) for name in program.inputs_read()}
@@ -198,19 +286,15 @@ class AutoBertZeroSearchedAttention(nn.Module):
         self.weights_dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.fused_plan: FusedAttentionPlan | None = fused_attention_plan(program)
         output = len(program) - 1
-        # the attention weights worth returning: the last softmax over keys with an (n, n) shape
-        weights = [
-            index
-            for index, instruction in enumerate(program.instructions)
-            if instruction.op == "softmax" and self.shapes[index] == (TOKEN_AXIS, TOKEN_AXIS)
-        ]
-        self._weights_index = weights[-1] if weights else None
-        self._interpreter_plan = ExecutionPlan.build(program, [output], keep={output})
-        self._interpreter_plan_with_weights = ExecutionPlan.build(program, [output], keep={output, *weights[-1:]})
+        self._mixing_index = token_mixing_factor(program, self.shapes)
+        self._interpreter_plan = ExecutionPlan.build(program, self.shapes, [output], {output}, zero_rows=(output,))
+        kept = {output} if self._mixing_index is None else {output, self._mixing_index}
+        self._interpreter_plan_with_weights = ExecutionPlan.build(program, self.shapes, [output], kept, zero_rows=(output,))
         if self.fused_plan is not None:
             fused = self.fused_plan
             fused_inputs = [fused.query, fused.key, fused.value]
-            self._fused_inputs_plan = ExecutionPlan.build(program, fused_inputs, keep=set(fused_inputs))
+            # the fused kernel masks padded keys and the context's padded rows itself
+            self._fused_inputs_plan = ExecutionPlan.build(program, self.shapes, fused_inputs, set(fused_inputs))
             self._fused_scaling = self.head_dim ** (-fused.scale_count / 2)
 
     def forward(
@@ -231,10 +315,7 @@ class AutoBertZeroSearchedAttention(nn.Module):
         if self.fused_plan is not None and not output_attentions and not use_interpreter:
             fused = self.fused_plan
             dropout = self.weights_dropout.p if self.training else 0.0
-            run_program(
-                self.program, self.shapes, self._fused_inputs_plan, values, token_mask, self.head_dim,
-                self.weights_dropout,
-            )
+            run_program(self.program, self._fused_inputs_plan, values, token_mask, self.head_dim, self.weights_dropout)
             attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
                 self.config._attn_implementation, eager_attention_forward
             )
@@ -249,9 +330,15 @@ class AutoBertZeroSearchedAttention(nn.Module):
                 context = context.masked_fill(~token_mask[:, 0, :, None, None], 0.0)
         else:
             plan = self._interpreter_plan_with_weights if output_attentions else self._interpreter_plan
-            run_program(self.program, self.shapes, plan, values, token_mask, self.head_dim, self.weights_dropout)
+            run_program(self.program, plan, values, token_mask, self.head_dim, self.weights_dropout)
             context = values[len(self.program) - 1].transpose(1, 2)  # (batch, seq, heads, head_dim)
-            weights = values[self._weights_index] if output_attentions and self._weights_index is not None else None
+            weights = None
+            if output_attentions and self._mixing_index is None:
+                weights = context.new_full((batch, self.num_heads, seq_len, seq_len), float("nan"))
+            elif output_attentions:
+                weights = values[self._mixing_index]  # (batch, heads, seq, seq)
+                if token_mask is not None:  # padding as the output sees it: padded rows and keys out
+                    weights = _masked(_masked(weights, token_mask, ROWS), token_mask, COLS)
             del values
         return self.output_projection(context.reshape(batch, seq_len, hidden)), weights
 
@@ -280,11 +367,27 @@ class AutoBertZeroLightweightConv(nn.Module):
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         use_interpreter: bool = False,
-    ) -> tuple[torch.Tensor, None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         gated = nn.functional.glu(self.glu_projection(hidden_states), dim=-1)  # (batch, seq, hidden)
         if token_mask is not None:
             gated = gated.masked_fill(~token_mask[:, 0, :, None], 0.0)
-        return self.output_projection(lightweight_conv(gated, self.normalized_kernel())), None
+        kernel = self.normalized_kernel()
+        # The fastest strategy depends on the sequence length; a traced graph (dynamic length) takes the one
+        # that every exporter and runtime supports, a plain depthwise convolution.
+        strategy = "grouped" if is_tracing(gated) else None
+        mixed = self.output_projection(lightweight_conv(gated, kernel, strategy))
+        return mixed, self.mixing_matrix(kernel, token_mask, *gated.shape[:2]) if output_attentions else None
+
+    @staticmethod
+    def mixing_matrix(kernel: torch.Tensor, token_mask: torch.Tensor | None, batch: int, seq_len: int) -> torch.Tensor:
+        """The convolution as attention weights `(batch, heads, seq, seq)`: a lightweight convolution is a fixed
+        banded attention, `M[b, h, i, j] = kernel[h, j - i + k // 2]` (the normalised kernel, 0 off the band),
+        with the columns of padded positions zeroed as the convolution's input is. Applied to the GLU output of
+        the head's channels it gives the convolution's output exactly."""
+        band = band_matrix(kernel, seq_len)[None]  # (1, heads, seq, seq)
+        if token_mask is None:
+            return band.expand(batch, *band.shape[1:])
+        return band * token_mask[:, :, None, :].to(band.dtype)  # (batch, heads, seq, seq)
 
 
 class AutoBertZeroLayer(GradientCheckpointingLayer):
@@ -293,10 +396,10 @@ class AutoBertZeroLayer(GradientCheckpointingLayer):
     def __init__(self, config: AutoBertZeroConfig, layer_idx: int):
         super().__init__()
         compiled = config.compiled_layers[layer_idx]
-        if config.layers[layer_idx]["type"] == "attention":
-            self.mixer = AutoBertZeroSearchedAttention(config, compiled, layer_idx)
-        else:
+        if isinstance(compiled, int):  # a kernel size (programs may come from another copy of this package's code)
             self.mixer = AutoBertZeroLightweightConv(config, compiled, layer_idx)
+        else:
+            self.mixer = AutoBertZeroSearchedAttention(config, compiled, layer_idx)
         self.mixer_dropout = nn.Dropout(config.hidden_dropout_prob)
         self.mixer_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
@@ -406,6 +509,14 @@ class AutoBertZeroPreTrainedModel(PreTrainedModel):
     # The heads take **kwargs (forwarded to the backbone) but compute a plain mean loss; without this,
     # Trainer would assume the loss is already normalised by num_items_in_batch and skip its own scaling.
     accepts_loss_kwargs = False
+    # Putting a head on a backbone trained with another (a pretraining checkpoint under a classifier) leaves the
+    # other head's weights, and the pooler where the new head has none, unused: expected, so not reported.
+    # A backbone weight missing or unexpected still is. Each task head adds its own new weights as expected-missing.
+    _keys_to_ignore_on_load_unexpected = [r"^cls\.", r"^classifier\.", r"^qa_outputs\.", r"(^|\.)pooler\."]
+
+    def __init__(self, config: AutoBertZeroConfig, *inputs, **kwargs):
+        config.check_sizes()  # fields may have been changed one at a time since the config was built
+        super().__init__(config, *inputs, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -424,6 +535,9 @@ class AutoBertZeroPreTrainedModel(PreTrainedModel):
 
 class AutoBertZeroModel(AutoBertZeroPreTrainedModel):
     """The backbone: embeddings, the searched layer stack, and (optionally) BERT's pooler."""
+
+    # loaded from a checkpoint without a pooler (masked LM, token classification), the pooler is new, as a head is
+    _keys_to_ignore_on_load_missing = [r"(^|\.)pooler\."]
 
     def __init__(self, config: AutoBertZeroConfig, add_pooling_layer: bool = True):
         super().__init__(config)
@@ -458,6 +572,12 @@ class AutoBertZeroModel(AutoBertZeroPreTrainedModel):
         r"""
         attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
             1 for real tokens, 0 for padding. Padding never changes the outputs at real tokens (SPEC §2).
+        output_attentions (`bool`, *optional*):
+            Also return each layer's token-mixing matrix, `(batch, heads, seq, seq)`: for an attention layer whose
+            output is `M · X` (every fused-form program) the weights `M`, NaN for programs without such a matrix
+            (see `AutoBertZeroSearchedAttention`); for a convolution the banded matrix of its normalised kernel
+            (see `AutoBertZeroLightweightConv.mixing_matrix`). They stack (`torch.stack(outputs.attentions)`) when
+            `conv_num_heads == num_attention_heads`, the default.
         use_interpreter (`bool`, *optional*, defaults to `False`):
             Run every attention program through the general interpreter instead of fused attention kernels
             (for testing that both paths agree; slower).
@@ -479,7 +599,9 @@ class AutoBertZeroModel(AutoBertZeroPreTrainedModel):
                     f"attention_mask: expected shape (batch, seq) = {tuple(embedding_output.shape[:2])}, "
                     f"got {tuple(attention_mask.shape)}"
                 )
-            if not bool(attention_mask.all()):
+            # A batch without padding skips all masking work (SPEC §2), but whether it has padding is data:
+            # a traced graph (torch.export, ONNX, torch.compile) cannot branch on it, so it always masks.
+            if is_tracing(attention_mask) or not bool(attention_mask.all()):
                 token_mask = attention_mask.bool()[:, None, :]  # (batch, 1, seq)
                 if self._uses_fused_attention:
                     fused_mask = create_bidirectional_mask(
@@ -506,20 +628,23 @@ class AutoBertZeroModel(AutoBertZeroPreTrainedModel):
 
 
 def masked_lm_scores(
-    head: nn.Module, sequence_output: torch.Tensor, labels: torch.Tensor | None
+    head: nn.Module, sequence_output: torch.Tensor, labels: torch.Tensor | None, sparse_prediction: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """MLM logits and loss. With `labels`, only the positions that have a label (not -100) go through the head.
+    """MLM logits and loss, as every `transformers` MLM head computes them: logits `(batch, seq, vocab_size)`,
+    the loss a cross-entropy over the labelled positions (labels -100 are ignored).
 
-    The vocabulary projection is the costliest part of pretraining a small model (at `small` it costs about
-    as much as the encoder), and only the ~15% masked positions contribute to the loss, so — as fairseq and
-    ELECTRA do — the logits are computed there alone: the loss is the same, the logits then have shape
-    `(num_masked, vocab_size)`, in the order of `labels[labels != -100]`. Without labels, every position
-    gets logits `(batch, seq, vocab_size)` as in BERT.
+    With `sparse_prediction` (the config field) and `labels`, only the labelled positions go through the head,
+    as fairseq, ELECTRA and ModernBERT do: the loss is the same, the logits have shape `(num_labelled,
+    vocab_size)` in the order of `labels[labels != -100]`. The vocabulary projection is the costliest part of
+    pretraining a small model (at `small` about as much as the encoder) and only ~15% of the positions have a
+    label, so this project's pretraining switches it on while it trains.
     """
-    if labels is None:
-        return head(sequence_output), None
+    if labels is None or not sparse_prediction:
+        scores = head(sequence_output)  # (batch, seq, vocab_size)
+        loss = None if labels is None else CrossEntropyLoss()(scores.view(-1, scores.shape[-1]), labels.view(-1))
+        return scores, loss
     labelled = labels != -100
-    scores = head(sequence_output[labelled])  # (num_masked, vocab_size)
+    scores = head(sequence_output[labelled])  # (num_labelled, vocab_size)
     return scores, CrossEntropyLoss()(scores, labels[labelled])
 
 
@@ -527,8 +652,8 @@ def masked_lm_scores(
 class AutoBertZeroForPreTrainingOutput(ModelOutput):
     """Like `BertForPreTrainingOutput`, with the two losses also reported separately for logging.
 
-    `prediction_logits` has shape `(batch, seq, vocab_size)`, or `(num_masked, vocab_size)` when `labels`
-    were given (see `masked_lm_scores`).
+    `prediction_logits` has shape `(batch, seq, vocab_size)`, or `(num_labelled, vocab_size)` when `labels` are
+    given and the config's `sparse_prediction` is on (see `masked_lm_scores`).
     """
 
     loss: torch.Tensor | None = None
@@ -580,8 +705,8 @@ class AutoBertZeroForPreTraining(AutoBertZeroPreTrainedModel):
     ) -> tuple | AutoBertZeroForPreTrainingOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
-            MLM targets; -100 marks positions without a loss. When given, logits are computed at the labelled
-            positions only and `prediction_logits` has shape `(num_masked, vocab_size)`.
+            MLM targets; -100 marks positions without a loss. With the config's `sparse_prediction` on, logits are
+            computed at the labelled positions only and `prediction_logits` has shape `(num_labelled, vocab_size)`.
         next_sentence_label (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             0 if segment B continues segment A, 1 if it is a random segment.
         """
@@ -597,7 +722,9 @@ class AutoBertZeroForPreTraining(AutoBertZeroPreTrainedModel):
             return_dict=True,
             **kwargs,
         )
-        prediction_scores, masked_lm_loss = masked_lm_scores(self.cls.predictions, outputs.last_hidden_state, labels)
+        prediction_scores, masked_lm_loss = masked_lm_scores(
+            self.cls.predictions, outputs.last_hidden_state, labels, self.config.sparse_prediction
+        )
         seq_relationship_score = self.cls.seq_relationship(outputs.pooler_output)
 
         total_loss = next_sentence_loss = None
@@ -654,6 +781,11 @@ class AutoBertZeroForMaskedLM(AutoBertZeroPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> tuple | MaskedLMOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            MLM targets; -100 marks positions without a loss. With the config's `sparse_prediction` on, logits are
+            computed at the labelled positions only and `logits` has shape `(num_labelled, vocab_size)`.
+        """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.autobert_zero(
             input_ids,
@@ -666,7 +798,9 @@ class AutoBertZeroForMaskedLM(AutoBertZeroPreTrainedModel):
             return_dict=True,
             **kwargs,
         )
-        prediction_scores, loss = masked_lm_scores(self.cls.predictions, outputs.last_hidden_state, labels)
+        prediction_scores, loss = masked_lm_scores(
+            self.cls.predictions, outputs.last_hidden_state, labels, self.config.sparse_prediction
+        )
         output = MaskedLMOutput(
             loss=loss, logits=prediction_scores, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -675,6 +809,8 @@ class AutoBertZeroForMaskedLM(AutoBertZeroPreTrainedModel):
 
 class AutoBertZeroForSequenceClassification(AutoBertZeroPreTrainedModel):
     """Pooled first token → dropout → linear; regression, single- or multi-label loss as in BERT."""
+
+    _keys_to_ignore_on_load_missing = [r"^classifier\.", r"(^|\.)pooler\."]  # a new head (see the base class)
 
     def __init__(self, config: AutoBertZeroConfig):
         super().__init__(config)
@@ -736,6 +872,8 @@ class AutoBertZeroForSequenceClassification(AutoBertZeroPreTrainedModel):
 class AutoBertZeroForMultipleChoice(AutoBertZeroPreTrainedModel):
     """Each choice encoded separately, pooled, scored by one linear unit; softmax over the choices."""
 
+    _keys_to_ignore_on_load_missing = [r"^classifier\.", r"(^|\.)pooler\."]  # a new head (see the base class)
+
     def __init__(self, config: AutoBertZeroConfig):
         super().__init__(config)
         self.autobert_zero = AutoBertZeroModel(config)
@@ -789,6 +927,9 @@ class AutoBertZeroForMultipleChoice(AutoBertZeroPreTrainedModel):
 
 
 class AutoBertZeroForTokenClassification(AutoBertZeroPreTrainedModel):
+    """A linear classifier on every token's last hidden state (NER, POS tagging)."""
+
+    _keys_to_ignore_on_load_missing = [r"^classifier\."]  # a new head (see the base class)
     def __init__(self, config: AutoBertZeroConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -835,6 +976,8 @@ class AutoBertZeroForTokenClassification(AutoBertZeroPreTrainedModel):
 
 class AutoBertZeroForQuestionAnswering(AutoBertZeroPreTrainedModel):
     """Extractive QA (SQuAD): a linear layer gives start and end logits per token."""
+
+    _keys_to_ignore_on_load_missing = [r"^qa_outputs\."]  # a new head (see the base class)
 
     def __init__(self, config: AutoBertZeroConfig):
         super().__init__(config)

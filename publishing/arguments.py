@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modeling_autobert_zero.configuration_autobert_zero import SIZE_PRESETS
+from modeling_autobert_zero.architecture import SIZE_PRESETS
 
 
 @dataclass

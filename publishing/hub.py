@@ -29,8 +29,8 @@ from transformers import PreTrainedModel
 from transformers.dynamic_module_utils import get_relative_imports
 
 import modeling_autobert_zero
+from modeling_autobert_zero.architecture import forward_flops
 from modeling_autobert_zero.configuration_autobert_zero import AUTO_CLASSES
-from search.biws_evaluator import forward_flops
 from search.plots import plot_architecture
 from training.atomic_files import make_readable, write_json_atomic
 

@@ -23,8 +23,8 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from modeling_autobert_zero.attention_programs import canonical_program, parse_program
-from modeling_autobert_zero.configuration_autobert_zero import AUTOBERT_ZERO_LAYERS, repeat_blocks_in_place
-from search.space import architecture_key, describe_architecture
+from modeling_autobert_zero.architecture import architecture_key, describe_architecture, repeat_blocks_in_place
+from modeling_autobert_zero.configuration_autobert_zero import AUTOBERT_ZERO_LAYERS
 from training.glue_tasks import GLUE_TASKS, get_glue_task
 
 

@@ -10,15 +10,14 @@ cannot fill a model of different width.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from modeling_autobert_zero import AutoBertZeroConfig, AutoBertZeroForPreTraining
-from modeling_autobert_zero.configuration_autobert_zero import ARCHITECTURE_PRESETS, SIZE_PRESETS, repeat_blocks_in_place
-from search.space import architecture_key
+from modeling_autobert_zero.architecture import SIZE_PRESETS, architecture_key, layers_at_size
+from modeling_autobert_zero.configuration_autobert_zero import ARCHITECTURE_PRESETS
 from training.tokenization import load_tokenizer
 
 from .arguments import ScaleArguments
@@ -32,8 +31,7 @@ SIZE_FIELDS = ("hidden_size", "num_attention_heads", "intermediate_size")
 
 def scaled_layers(layers: Sequence[Mapping[str, Any]], size: str) -> list[dict[str, Any]]:
     """The architecture at ``size``: unchanged for small and base, every block repeated in place for large."""
-    layers = copy.deepcopy([dict(layer) for layer in layers])
-    return repeat_blocks_in_place(layers) if size == "large" else layers
+    return layers_at_size(layers, size)
 
 
 def scaled_config(
@@ -45,7 +43,7 @@ def scaled_config(
     """The config of ``layers`` at a paper size; ``fields`` set the rest (``vocab_size``, ``pad_token_id``)."""
     if size not in size_presets:
         raise ValueError(f"unknown size {size!r}; expected one of {sorted(size_presets)}")
-    return AutoBertZeroConfig(layers=scaled_layers(layers, size), **{**size_presets[size], **fields})
+    return AutoBertZeroConfig.at_size(layers, size, **{**size_presets[size], **fields})
 
 
 def architecture_of(source: str | os.PathLike) -> list[dict[str, Any]]:

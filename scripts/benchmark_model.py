@@ -5,17 +5,24 @@
 For `bert` and `autobert-zero` at each size, every number is a ratio to a `BertModel` (sdpa attention) of
 the same size measured in the same run: forward time (batch 8 × 128, inference mode), train-step time
 (forward + backward, batch 32 × 128, `small` only), inference FLOPs at sequence 128
-(`torch.utils.flop_counter`), parameters, and peak memory. Times are medians of `--repeats` runs with the
+(`modeling_autobert_zero.architecture.forward_flops`), parameters, and peak memory. Times are medians of `--repeats` runs with the
 models interleaved, so drift in machine load hits all of them alike. Peak memory is measured per model
 in isolation, in a fresh subprocess, as the peak above the process's baseline before the model was built:
 peak RSS (VmHWM, with glibc's mmap threshold fixed so that freed memory is returned) on CPU, the
-CUDA allocator's peak on a GPU. With `--json` the last line is one
-JSON object of all figures.
+CUDA allocator's peak on a GPU.
+
+The general interpreter (programs that fused attention kernels cannot run) is measured against eager PyTorch
+written by hand for the same formulas: six programs (cosine, euclidean, softmax over features, matmul chains,
+weights transformed after the softmax), on the same projected inputs (batch 8 × 128, `small` heads), padded
+and unpadded, with the interpreter's padding semantics (SPEC §2: padded keys get weight 0, padded rows of the
+output are 0). Times are medians of interleaved inference runs, on CPU of one thread's CPU time (immune to a
+shared machine's load); `interpreter_vs_handwritten_ratio` is the worst program's ratio. With `--json` the last line is one JSON object of all figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -24,10 +31,13 @@ import sys
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+import torch.nn.functional as F
 from transformers import BertConfig, BertModel
 
 from modeling_autobert_zero import AutoBertZeroConfig, AutoBertZeroModel
+from modeling_autobert_zero.architecture import forward_flops
+from modeling_autobert_zero.attention_programs import compact_program, infer_shapes, parse_program
+from modeling_autobert_zero.modeling_autobert_zero import ExecutionPlan, run_program
 
 
 SEQ_LEN = 128
@@ -73,7 +83,9 @@ def train_step(model: torch.nn.Module, inputs: dict) -> None:
     model(**inputs).last_hidden_state.float().pow(2).mean().backward()
 
 
-def interleaved_medians(models: dict, step, inputs: dict, repeats: int, device: torch.device) -> dict[str, float]:
+def interleaved_medians(
+    models: dict, step, inputs: dict, repeats: int, device: torch.device, clock=time.perf_counter
+) -> dict[str, float]:
     """Median seconds per step for each model; one warm-up each, then the models take turns."""
     for model in models.values():
         step(model, inputs)
@@ -81,19 +93,11 @@ def interleaved_medians(models: dict, step, inputs: dict, repeats: int, device: 
     for _ in range(repeats):
         for name, model in models.items():
             synchronize(device)
-            start = time.perf_counter()
+            start = clock()
             step(model, inputs)
             synchronize(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(values) for name, values in times.items()}
-
-
-def inference_flops(model: torch.nn.Module, device: torch.device) -> int:
-    inputs = make_inputs(1, model.config.vocab_size, device)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        model(**inputs)
-    return counter.get_total_flops()
 
 
 def peak_rss_bytes() -> int:
@@ -143,7 +147,7 @@ def benchmark(sizes: list[str], repeats: int, device: torch.device) -> dict[str,
         torch.manual_seed(0)
         models = {name: build_model(name, size).to(device).eval() for name in MODELS}
         vocab_size = models["bert_reference"].config.vocab_size
-        flops = {name: inference_flops(model, device) for name, model in models.items()}
+        flops = {name: forward_flops(model, SEQ_LEN) for name, model in models.items()}
         reference_flops = flops["bert_reference"]
         reference_params = sum(p.numel() for p in models["bert_reference"].parameters())
         infer_times = interleaved_medians(models, inference_step, make_inputs(INFER_BATCH, vocab_size, device), repeats, device)
@@ -172,6 +176,133 @@ def benchmark(sizes: list[str], repeats: int, device: torch.device) -> dict[str,
     return results
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The general interpreter against hand-written PyTorch of the same formulas.
+# ---------------------------------------------------------------------------------------------------------
+
+NORM_EPS = 1e-6  # the op table's epsilon for cosine and euclidean
+
+
+def _handwritten_cosine(q, k, v, p, keys, rows, scale):
+    scores = F.normalize(q, dim=-1, eps=NORM_EPS) @ F.normalize(k, dim=-1, eps=NORM_EPS).transpose(-1, -2)
+    if keys is not None:
+        scores = scores.masked_fill(~keys, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def _handwritten_euclidean(q, k, v, p, keys, rows, scale):
+    distances = torch.cdist(q, k, compute_mode="donot_use_mm_for_euclid_dist")
+    scores = -torch.sqrt(distances.square() + NORM_EPS)
+    if keys is not None:
+        scores = scores.masked_fill(~keys, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def _handwritten_feature_softmax(q, k, v, p, keys, rows, scale):
+    if rows is not None:
+        k = k.masked_fill(~rows, 0.0)  # padded tokens out of the sum over tokens
+    return q @ torch.softmax((k.transpose(-1, -2) @ v) * scale, dim=-1)
+
+
+def _handwritten_token_matmul_chain(q, k, v, p, keys, rows, scale):
+    if rows is not None:
+        k = k.masked_fill(~rows, 0.0)
+    return ((q @ k.transpose(-1, -2)) * scale) @ v
+
+
+def _handwritten_feature_matmul_chain(q, k, v, p, keys, rows, scale):
+    if rows is not None:
+        k = k.masked_fill(~rows, 0.0)
+    return q @ (k.transpose(-1, -2) @ F.softsign(v))
+
+
+def _handwritten_transformed_weights(q, k, v, p, keys, rows, scale):
+    scores = (q @ F.logsigmoid(k).transpose(-1, -2)) * scale
+    if keys is not None:
+        scores = scores.masked_fill(~keys, torch.finfo(scores.dtype).min)
+    return -torch.softmax(scores, dim=-1) @ (v + p)
+
+
+INTERPRETER_PROGRAMS = {
+    "cosine": ("matmul(softmax(cosine(Q, K)), V)", _handwritten_cosine),
+    "euclidean": ("matmul(softmax(neg(euclidean(Q, K))), V)", _handwritten_euclidean),
+    "feature_softmax": ("matmul(Q, softmax(scale(matmul(transpose(K), V))))", _handwritten_feature_softmax),
+    "token_matmul_chain": ("matmul(scale(matmul(Q, transpose(K))), V)", _handwritten_token_matmul_chain),
+    "feature_matmul_chain": ("matmul(Q, matmul(transpose(K), softsign(V)))", _handwritten_feature_matmul_chain),
+    "transformed_weights": (
+        "matmul(neg(softmax(scale(matmul(Q, transpose(logsigmoid(K)))))), add(V, P))",
+        _handwritten_transformed_weights,
+    ),
+}
+
+
+def handwritten_program(name: str, inputs: dict[str, torch.Tensor], token_mask: torch.Tensor | None, head_dim: int):
+    """The hand-written formula of ``name``: the keys' padding masked where the formula reduces over tokens, the
+    output's padded rows zeroed, as the interpreter's semantics require (SPEC §2)."""
+    _, function = INTERPRETER_PROGRAMS[name]
+    keys = None if token_mask is None else token_mask[..., None, :]  # (batch, 1, 1, seq)
+    rows = None if token_mask is None else token_mask[..., :, None]  # (batch, 1, seq, 1)
+    output = function(inputs["Q"], inputs["K"], inputs["V"], inputs["P"], keys, rows, head_dim**-0.5)
+    return output if rows is None else output.masked_fill(~rows, 0.0)
+
+
+def interpreted_program(name: str, inputs: dict[str, torch.Tensor], token_mask: torch.Tensor | None, head_dim: int):
+    """``name``'s program run by the model's interpreter, exactly as an attention layer runs it."""
+    program, plan = _interpreter_setup(name)
+    values = run_program(program, plan, dict(inputs), token_mask, head_dim, lambda weights: weights)
+    return values[len(program) - 1]
+
+
+@functools.cache
+def _interpreter_setup(name: str):
+    program = compact_program(parse_program(INTERPRETER_PROGRAMS[name][0]))
+    output = len(program) - 1
+    return program, ExecutionPlan.build(program, infer_shapes(program), [output], {output}, zero_rows=(output,))
+
+
+def interpreter_inputs(device: torch.device, padded: bool, batch: int = INFER_BATCH, heads: int = 4, head_dim: int = 64):
+    """Projected inputs (batch, heads, seq, head_dim), and a token mask with a quarter of the rows padded."""
+    generator = torch.Generator().manual_seed(0)
+    inputs = {name: torch.randn(batch, heads, SEQ_LEN, head_dim, generator=generator).to(device) for name in "QKVP"}
+    if not padded:
+        return inputs, None
+    lengths = torch.randint(SEQ_LEN // 2, SEQ_LEN + 1, (batch,), generator=generator)
+    lengths[0] = SEQ_LEN
+    token_mask = (torch.arange(SEQ_LEN)[None, :] < lengths[:, None])[:, None, :]  # (batch, 1, seq)
+    return inputs, token_mask.to(device)
+
+
+def benchmark_interpreter(repeats: int, device: torch.device) -> dict[str, float]:
+    """Per program and padding, interpreter time / hand-written time (medians of interleaved runs).
+
+    On CPU both run on one thread and are timed by that thread's CPU time, so the load of a shared machine
+    (other processes taking the cores) does not enter the ratio; on a GPU, by wall time.
+    """
+    results: dict[str, float] = {}
+    head_dim = 64
+    threads = torch.get_num_threads()
+    clock = time.thread_time if device.type == "cpu" else time.perf_counter
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        for padded in (False, True):
+            inputs, token_mask = interpreter_inputs(device, padded, head_dim=head_dim)
+            for name in INTERPRETER_PROGRAMS:
+                runs = {
+                    "interpreter": lambda: interpreted_program(name, inputs, token_mask, head_dim),
+                    "handwritten": lambda: handwritten_program(name, inputs, token_mask, head_dim),
+                }
+                with torch.inference_mode():
+                    times = interleaved_medians(runs, lambda run, _: run(), None, repeats, device, clock)
+                results[f"interpreter_{name}_{'padded' if padded else 'unpadded'}_ratio"] = (
+                    times["interpreter"] / times["handwritten"]
+                )
+    finally:
+        torch.set_num_threads(threads)
+    results["interpreter_vs_handwritten_ratio"] = max(results.values())
+    return results
+
+
 def print_table(results: dict[str, float], sizes: list[str], device: torch.device) -> None:
     print(f"device: {device}; torch threads: {torch.get_num_threads()}; ratios are vs transformers.BertModel (sdpa)")
     columns = ("params", "flops", "infer", "memory", "train", "train_memory")
@@ -181,6 +312,13 @@ def print_table(results: dict[str, float], sizes: list[str], device: torch.devic
             key = f"{name}_{size}"
             cells = [results.get(f"{key}_{column}_ratio") for column in columns]
             print(f"{key:<22}" + "".join(f"{cell:>14.3f}" if cell is not None else f"{'-':>14}" for cell in cells))
+    print("\ninterpreter / hand-written PyTorch, same formula and masking (inference, batch 8 × 128, 4 heads of 64, "
+          "one thread's CPU time on CPU):")
+    print(f"{'program':<24}{'unpadded':>12}{'padded':>12}")
+    for name in INTERPRETER_PROGRAMS:
+        cells = [results[f"interpreter_{name}_{padding}_ratio"] for padding in ("unpadded", "padded")]
+        print(f"{name:<24}" + "".join(f"{cell:>12.3f}" for cell in cells))
+    print(f"worst: {results['interpreter_vs_handwritten_ratio']:.3f} (goal <= 1.25)")
 
 
 def main() -> None:
@@ -196,6 +334,7 @@ def main() -> None:
         return
     device = torch.device(args.device)
     results = benchmark(args.sizes, args.repeats, device)
+    results.update(benchmark_interpreter(max(21, 3 * args.repeats), device))  # short runs: more of them
     print_table(results, args.sizes, device)
     if args.json:
         print(json.dumps(results))

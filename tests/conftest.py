@@ -336,7 +336,8 @@ MALFORMED_PROGRAMS = {
     "bare_input": ("Q", None, "bare input"),
     "trailing_tokens": ("matmul(softmax(scale(matmul(Q, transpose(K)))), V) V", None, "after the program"),
     "python_code": ("__import__('os').system('true')", None, "expression"),
-    "nested_too_deeply": (_chain("neg", "Q", 5000), None, "too deeply"),
+    # no parser depth limit: a deep expression is judged like any other, here by its length
+    "nested_deeply": (_chain("neg", "Q", 5000), 16, "has 5000 instructions, more than max_program_length=16"),
     "none": (None, None, "NoneType"),
     "number": (3, None, "int"),
     "bool": (True, None, "bool"),

@@ -179,7 +179,8 @@ def test_expression_instruction_list_and_program_object_compile_alike():
     program = parse_program(SPEC_PROGRAMS["layer_10"])
     spellings = [SPEC_PROGRAMS["layer_10"], program.to_json(), program]
     compiled = [tiny_config([{"type": "attention", "program": source}]).compiled_layers[0] for source in spellings]
-    assert compiled[0] == compiled[1] == compiled[2] == canonical_program(program)
+    assert compiled[0] == compiled[1] == compiled[2]
+    assert canonical_program(compiled[0]) == canonical_program(program)
 
 
 @given(layer_stacks())
@@ -196,7 +197,8 @@ def test_program_objects_are_saved_as_instruction_lists(tmp_path):
     tiny_config([{"type": "attention", "program": program}]).save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["layers"] == [{"type": "attention", "program": program.to_json()}]
-    assert AutoBertZeroConfig.from_pretrained(tmp_path).compiled_layers == [canonical_program(program)]
+    (compiled,) = AutoBertZeroConfig.from_pretrained(tmp_path).compiled_layers
+    assert canonical_program(compiled) == canonical_program(program)
 
 
 def test_config_keeps_its_own_copy_of_the_layers():
@@ -255,7 +257,7 @@ def test_autobert_zero_base_is_the_searched_backbone_of_figure_7():
     assert [layer["type"] for layer in config.layers] == ["conv", "attention"] * 6
     assert [layer["kernel_size"] for layer in config.layers[0::2]] == AUTOBERT_ZERO_KERNELS
     expected = [canonical_program(parse_program(program)) for program in AUTOBERT_ZERO_PROGRAMS]
-    assert config.compiled_layers[1::2] == expected
+    assert [canonical_program(program) for program in config.compiled_layers[1::2]] == expected
 
 
 def test_autobert_zero_creates_only_the_projections_its_programs_read():
@@ -329,3 +331,118 @@ def test_preset_overrides_and_unknown_names():
         AutoBertZeroConfig.from_preset("autobert-zero-v2", "base")
     with pytest.raises(ValueError, match="small"):
         AutoBertZeroConfig.from_preset("autobert-zero", "tiny")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The config cannot go stale: the architecture is validated whenever it changes, derived fields are derived.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_assigning_layers_revalidates_and_recompiles():
+    config = tiny_config([VALID_LAYERS[0], VALID_LAYERS[2]])
+    config.layers = [VALID_LAYERS[2], VALID_LAYERS[3], VALID_LAYERS[1]]
+    assert config.num_hidden_layers == 3 and config.compiled_layers[2] == 65
+    assert canonical_program(config.compiled_layers[1]) == canonical_program(parse_program(SPEC_PROGRAMS["layer_2"]))
+    model = AutoBertZeroModel(config)
+    assert [type(layer.mixer).__name__ for layer in model.encoder.layer] == [
+        "AutoBertZeroSearchedAttention", "AutoBertZeroSearchedAttention", "AutoBertZeroLightweightConv"
+    ]
+    with pytest.raises(ValueError, match=r"layers\[1\] \(conv\): kernel_size"):
+        config.layers = [VALID_LAYERS[2], {"type": "conv", "kernel_size": 4}]
+    with pytest.raises(ValueError, match=r"layers\[0\] \(attention\)"):
+        config.update({"layers": [{"type": "attention", "program": "matmul(Q, K)"}]})
+    assert config.num_hidden_layers == 3 and config.to_dict()["layers"][2] == VALID_LAYERS[1]  # unchanged
+
+
+def test_reading_layers_gives_a_copy_so_the_config_cannot_drift():
+    config = tiny_config([VALID_LAYERS[0], VALID_LAYERS[2]])
+    layers = config.layers
+    layers[0]["kernel_size"] = 4  # invalid, but only in the copy
+    layers.append(VALID_LAYERS[1])
+    assert config.layers == [VALID_LAYERS[0], VALID_LAYERS[2]] and config.num_hidden_layers == 2
+    config.layers = layers[1:]  # assigning is how the architecture changes
+    assert config.layers == [VALID_LAYERS[2], VALID_LAYERS[1]]
+
+
+def test_num_hidden_layers_follows_layers_and_is_saved_for_other_tools(tmp_path):
+    config = tiny_config([VALID_LAYERS[0], VALID_LAYERS[2], VALID_LAYERS[1]])
+    config.num_hidden_layers = 3  # agreeing is fine
+    with pytest.raises(ValueError, match=r"num_hidden_layers=4 disagrees with the 3 entries of layers"):
+        config.num_hidden_layers = 4
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["num_hidden_layers"] == 3 == len(saved["layers"])
+    # plain transformers tooling reads the field from config.json without this package's classes
+    from transformers import PreTrainedConfig
+
+    assert PreTrainedConfig.get_config_dict(str(tmp_path))[0]["num_hidden_layers"] == 3
+    assert AutoBertZeroConfig.from_pretrained(tmp_path).num_hidden_layers == 3
+    saved["num_hidden_layers"] = 5
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="num_hidden_layers=5 disagrees"):
+        AutoBertZeroConfig.from_pretrained(tmp_path)
+
+
+def test_lowering_max_program_length_revalidates_every_layer():
+    config = tiny_config([VALID_LAYERS[0], VALID_LAYERS[2]])
+    with pytest.raises(ValueError, match=r"layers\[1\] .*max_program_length=4"):
+        config.max_program_length = 4
+    assert config.max_program_length == 16
+    config.max_program_length = 5
+
+
+def test_conv_heads_follow_attention_heads_unless_set():
+    config = tiny_config([VALID_LAYERS[0]])
+    assert config.conv_num_heads == 2 and config.to_dict()["conv_num_heads"] is None
+    config.num_attention_heads = 4
+    assert config.conv_num_heads == 4
+    assert tiny_config([VALID_LAYERS[0]], conv_num_heads=8).conv_num_heads == 8
+
+
+BAD_FIELDS = [
+    ("num_attention_heads", 0, "num_attention_heads: expected a positive integer"),
+    ("hidden_size", -32, "hidden_size: expected a positive integer"),
+    ("hidden_size", 16.0, "hidden_size: expected a positive integer"),
+    ("intermediate_size", True, "intermediate_size: expected a positive integer"),
+    ("vocab_size", 0, "vocab_size"),
+    ("max_position_embeddings", -1, "max_position_embeddings"),
+    ("type_vocab_size", "2", "type_vocab_size"),
+    ("conv_num_heads", 0, "conv_num_heads"),
+    ("hidden_dropout_prob", 1.5, "hidden_dropout_prob: expected a probability"),
+    ("attention_probs_dropout_prob", -0.1, "attention_probs_dropout_prob"),
+    ("conv_kernel_dropout", float("nan"), "conv_kernel_dropout"),
+    ("classifier_dropout", 2, "classifier_dropout"),
+    ("layer_norm_eps", 0, "layer_norm_eps: expected a positive finite number"),
+    ("initializer_range", float("inf"), "initializer_range"),
+    ("hidden_act", "swishy", "hidden_act"),
+    ("sparse_prediction", "yes", "sparse_prediction"),
+    ("max_program_length", -3, "max_program_length"),
+]
+
+
+@pytest.mark.parametrize("field, value, text", BAD_FIELDS)
+def test_every_field_is_checked_naming_it(field, value, text):
+    with pytest.raises(ValueError, match=re.escape(text)):
+        tiny_config([VALID_LAYERS[0]], **{field: value})
+    config = tiny_config([VALID_LAYERS[0]])
+    with pytest.raises(ValueError, match=re.escape(text)):
+        setattr(config, field, value)
+
+
+@pytest.mark.parametrize(
+    "fields, text",
+    [
+        ({"hidden_size": 17}, "hidden_size=17 is not a multiple of num_attention_heads=2"),
+        ({"conv_num_heads": 3}, "hidden_size=16 is not a multiple of conv_num_heads=3"),
+        ({"pad_token_id": 50}, "pad_token_id: expected a token id in [0, vocab_size=50)"),
+        ({"pad_token_id": -1}, "pad_token_id"),
+    ],
+)
+def test_fields_that_disagree_are_rejected_at_construction_and_when_a_model_is_built(fields, text):
+    with pytest.raises(ValueError, match=re.escape(text)):
+        tiny_config([VALID_LAYERS[0]], **fields)
+    config = tiny_config([VALID_LAYERS[0]])
+    for name, value in fields.items():  # fields may change one at a time, so this is checked at build time
+        setattr(config, name, value)
+    with pytest.raises(ValueError, match=re.escape(text)):
+        AutoBertZeroModel(config)

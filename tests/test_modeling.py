@@ -390,8 +390,9 @@ def _batch(config, seq_len: int = 6):
     return inputs
 
 
-def test_pretraining_head():
-    model = build(AutoBertZeroForPreTraining, HYBRID_LAYERS)
+@pytest.mark.parametrize("sparse_prediction", [False, True])
+def test_pretraining_head(sparse_prediction):
+    model = build(AutoBertZeroForPreTraining, HYBRID_LAYERS, sparse_prediction=sparse_prediction)
     inputs = _batch(model.config)
     labels = inputs["input_ids"].clone()
     labels[:, ::2] = -100
@@ -402,9 +403,11 @@ def test_pretraining_head():
     assert unlabelled.loss is None
     assert unlabelled.prediction_logits.shape == (2, 8, 50)
     assert outputs.seq_relationship_logits.shape == (2, 2)
-    # with labels, logits are computed at the labelled positions only, in the order of labels[labels != -100]
     labelled = labels != -100
-    assert_close(outputs.prediction_logits, unlabelled.prediction_logits[labelled])
+    if sparse_prediction:  # logits at the labelled positions only, in the order of labels[labels != -100]
+        assert_close(outputs.prediction_logits, unlabelled.prediction_logits[labelled])
+    else:  # what every transformers head returns
+        assert_close(outputs.prediction_logits, unlabelled.prediction_logits)
     masked_lm_loss = F.cross_entropy(unlabelled.prediction_logits.reshape(-1, 50), labels.reshape(-1))
     next_sentence_loss = F.cross_entropy(outputs.seq_relationship_logits, next_sentence_label)
     assert_close(outputs.masked_lm_loss, masked_lm_loss)
@@ -416,8 +419,9 @@ def test_pretraining_head():
     assert without_gradient == []  # every parameter takes part in pretraining
 
 
-def test_masked_lm_head():
-    model = build(AutoBertZeroForMaskedLM, HYBRID_LAYERS)
+@pytest.mark.parametrize("sparse_prediction", [False, True])
+def test_masked_lm_head(sparse_prediction):
+    model = build(AutoBertZeroForMaskedLM, HYBRID_LAYERS, sparse_prediction=sparse_prediction)
     inputs = _batch(model.config)
     labels = torch.full_like(inputs["input_ids"], -100)
     labels[:, 1:3] = inputs["input_ids"][:, 1:3]
@@ -425,9 +429,56 @@ def test_masked_lm_head():
     with torch.no_grad():
         unlabelled = model(**inputs)
     assert unlabelled.logits.shape == (2, 8, 50)
-    assert outputs.logits.shape == (4, 50)  # the labelled positions only
-    assert_close(outputs.logits, unlabelled.logits[labels != -100])
+    if sparse_prediction:
+        assert outputs.logits.shape == (4, 50)  # the labelled positions only
+        assert_close(outputs.logits, unlabelled.logits[labels != -100])
+    else:
+        assert_close(outputs.logits, unlabelled.logits)
     assert_close(outputs.loss, F.cross_entropy(unlabelled.logits.reshape(-1, 50), labels.reshape(-1)))
+
+
+@pytest.mark.parametrize("model_class", [AutoBertZeroForMaskedLM, AutoBertZeroForPreTraining])
+def test_the_transformers_mlm_example_evaluates_our_heads(model_class, tmp_path):
+    """`examples/pytorch/language-modeling/run_mlm.py`'s evaluation through `Trainer`: `preprocess_logits_for_metrics`
+    takes the argmax of the logits, `compute_metrics` compares them with the labels position by position."""
+    from transformers import Trainer, TrainingArguments
+
+    def preprocess_logits_for_metrics(logits, labels):  # run_mlm.py's
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        return logits.argmax(dim=-1)
+
+    def compute_metrics(eval_preds):  # run_mlm.py's, with the accuracy metric written out
+        preds, labels = eval_preds
+        labels = labels.reshape(-1)
+        preds = preds.reshape(-1)
+        mask = labels != -100
+        return {"accuracy": float((preds[mask] == labels[mask]).mean())}
+
+    model = build(model_class, HYBRID_LAYERS)
+    inputs = _batch(model.config)
+    labels = torch.full_like(inputs["input_ids"], -100)
+    labels[:, 1:4] = inputs["input_ids"][:, 1:4]
+    rows = [{**{name: tensor[row] for name, tensor in inputs.items()}, "labels": labels[row]} for row in range(2)]
+    if model_class is AutoBertZeroForPreTraining:  # its loss needs the NSP labels; the metric reads the MLM ones
+        rows = [{**row, "next_sentence_label": torch.tensor(0)} for row in rows]
+    arguments = TrainingArguments(
+        tmp_path, per_device_eval_batch_size=2, report_to=[], use_cpu=True, label_names=["labels"]
+    )
+    trainer = Trainer(
+        model=model, args=arguments, eval_dataset=rows, compute_metrics=compute_metrics,
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+    )
+    metrics = trainer.evaluate()
+    with torch.no_grad():
+        outputs = model(**inputs)
+    logits = outputs.logits if model_class is AutoBertZeroForMaskedLM else outputs.prediction_logits
+    labelled = labels != -100
+    expected = (logits.argmax(-1)[labelled] == labels[labelled]).float().mean().item()
+    assert metrics["eval_accuracy"] == pytest.approx(expected)
+    if model_class is AutoBertZeroForMaskedLM:
+        loss = F.cross_entropy(logits.reshape(-1, 50), labels.reshape(-1)).item()
+        assert metrics["eval_loss"] == pytest.approx(loss, abs=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -589,13 +640,68 @@ def test_attention_weights_per_layer(attn_implementation):
     with torch.no_grad():
         outputs = model(**inputs, output_attentions=True)
         without = model(**inputs)
-    assert outputs.attentions[0] is None
-    for weights in outputs.attentions[1:]:
+    for weights in outputs.attentions:
         assert weights.shape == (2, 2, 8, 8)
+        assert_close(weights[0].sum(-1)[:, 2:-2], torch.ones(2, 4))  # the kernel is normalised, away from the ends
+        assert weights[1, :, :, 6:].abs().max() == 0  # padded keys get weight 0
+    for weights in outputs.attentions[1:]:
         assert_close(weights[0].sum(-1), torch.ones(2, 8))
         assert_close(weights[1, :, :6].sum(-1), torch.ones(2, 6))
-        assert weights[1, :, :, 6:].abs().max() == 0  # padded keys get weight 0
     assert_close(outputs.last_hidden_state, without.last_hidden_state)
+
+
+MIXING_LAYERS = [
+    {"type": "conv", "kernel_size": 3},
+    {"type": "conv", "kernel_size": 65},  # wider than the sequence
+    {"type": "attention", "program": BERT_PROGRAM},
+    {"type": "attention", "program": "matmul(cosine(Q, K), V)"},
+    {"type": "attention", "program": "matmul(softmax(euclidean(neg(Q), K)), V)"},
+    {"type": "attention", "program": "add(matmul(softmax(scale(matmul(Q, transpose(K)))), V), softsign(Q))"},
+]
+
+
+def _mixer_inputs_and_outputs(model, inputs):
+    """Each layer's mixer input and output, recorded by hooks on a forward pass with attentions."""
+    recorded = []
+    hooks = [
+        layer.mixer.register_forward_hook(lambda module, args, output: recorded.append((args[0], output[0])))
+        for layer in model.encoder.layer
+    ]
+    with torch.no_grad():
+        outputs = model(**inputs, output_attentions=True)
+    for hook in hooks:
+        hook.remove()
+    return recorded, outputs.attentions
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_returned_mixing_matrices_reproduce_each_layer(padded):
+    """A convolution's matrix applied to its GLU output, and an attention's to the value it multiplies, give the
+    layer's output exactly, padding included; every layer type stacks; a program whose output is no such
+    product returns NaN rather than a matrix that would look like one."""
+    model = build(AutoBertZeroModel, MIXING_LAYERS)
+    inputs = _batch(model.config) if padded else random_batch(model.config, batch=2, seq_len=8)
+    recorded, attentions = _mixer_inputs_and_outputs(model, inputs)
+    assert torch.stack(attentions).shape == (len(MIXING_LAYERS), 2, 2, 8, 8)
+    heads, head_dim = model.config.num_attention_heads, model.config.hidden_size // model.config.num_attention_heads
+    for layer, (hidden, output), matrix in zip(model.encoder.layer, recorded, attentions):
+        mixer = layer.mixer
+        if isinstance(mixer, AutoBertZeroLightweightConv):
+            mixed = torch.nn.functional.glu(mixer.glu_projection(hidden), dim=-1)  # not zeroed at padding
+        elif mixer.program.instructions[-1].op == "add":
+            assert torch.isnan(matrix).all()
+            continue
+        else:
+            mixed = mixer.input_projections["V"](hidden)
+        per_head = mixed.view(2, 8, heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
+        reproduced = (matrix @ per_head).transpose(1, 2).reshape(2, 8, -1)
+        assert_close(mixer.output_projection(reproduced), output)
+
+
+def test_conv_heads_other_than_attention_heads_give_matrices_per_conv_head():
+    model = build(AutoBertZeroModel, MIXING_LAYERS[:1], conv_num_heads=4)
+    recorded, (matrix,) = _mixer_inputs_and_outputs(model, _batch(model.config))
+    assert matrix.shape == (2, 4, 8, 8)
 
 
 def test_hidden_states_are_embeddings_then_every_layer():

@@ -169,3 +169,41 @@ def test_every_head_loads_with_trust_remote_code_in_a_fresh_python(tmp_path):
         assert result["layers"][0] == LAYERS[0]
         assert result["outputs_compared"] >= 1
         assert result["max_difference"] == 0.0, (directory, result)
+
+
+# Runs in the fresh interpreter: the tokenizer of a saved folder, declining the repository's code.
+TOKENIZER_LOADER = HIDE_INSTALLED_PACKAGE + """from transformers import AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=False)
+print(json.dumps({
+    "class": type(tokenizer).__module__ + "." + type(tokenizer).__name__,
+    "input_ids": tokenizer("the red cat")["input_ids"],
+    "ran_repository_code": any(name.startswith("transformers_modules") for name in sys.modules),
+}))
+"""
+
+
+def test_the_tokenizer_of_a_saved_folder_loads_without_running_its_code(tmp_path):
+    """The tokenizer is a stock `BertTokenizer`: `AutoTokenizer` loads it with `trust_remote_code=False` in a
+    fresh Python that has neither this package nor the folder's code, and asks nothing. (Without the argument,
+    transformers 5 resolves the folder's `AutoConfig` first and asks whether to run its code: that question
+    comes from `config.json`'s `auto_map`, which `trust_remote_code=True` model loading needs.)"""
+    from training.tokenization import load_tokenizer
+
+    folder = tmp_path / "folder"
+    AutoBertZeroForPreTraining(tiny_config(LAYERS)).save_pretrained(folder)
+    tokenizer = load_tokenizer(REPOSITORY / "tests" / "fixtures" / "training" / "vocab.txt")
+    tokenizer.save_pretrained(folder)
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    completed = subprocess.run(
+        [sys.executable, "-c", TOKENIZER_LOADER, str(folder)],
+        cwd=workdir, env=_python_without_this_repository(tmp_path), capture_output=True, text=True, timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "Do you wish to run the custom code" not in completed.stdout + completed.stderr
+    loaded = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert loaded["class"] == "transformers.models.bert.tokenization_bert.BertTokenizer"
+    assert loaded["input_ids"] == tokenizer("the red cat")["input_ids"]
+    assert not loaded["ran_repository_code"]

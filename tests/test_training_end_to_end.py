@@ -322,3 +322,51 @@ def test_benchmark_reports_throughput_and_memory_ratios_to_bert(workspace, token
     assert all(entry["tokens_per_second"] > 0 for entry in results["variants"].values())
     table = format_results(results)
     assert "autobert-zero" in table and "× bert" in table
+
+
+def test_pretraining_computes_mlm_logits_at_labelled_positions_only_where_only_the_loss_counts(
+    workspace, tokenizer, tmp_path
+):
+    """The opt-in is switched on by the training library itself (the search pretrains through `pretrain` too),
+    while training and in loss-only evaluation: saved checkpoints and `predict` keep the full logits of every
+    transformers head."""
+    pairs = build_pretraining_dataset(workspace / "corpus.txt", tokenizer, max_seq_length=32, cache_dir=str(tmp_path / "c"))
+    model = tiny_pretraining_model(tokenizer)
+    seen_shapes = []
+
+    def record(module, args, output):
+        seen_shapes.append((module.training, tuple(output.shape)))
+
+    model.cls.predictions.register_forward_hook(record)
+    trainer = PretrainingTrainer(
+        model=model,
+        args=TrainingArguments(str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=4, **QUIET),
+        train_dataset=pairs.select(range(8)),
+        eval_dataset=pairs.select(range(4)),
+        data_collator=PretrainingCollator(tokenizer, seed=0),
+    )
+    trainer.train()
+    assert seen_shapes and all(training and len(shape) == 2 for training, shape in seen_shapes)  # (num_labelled, vocab)
+    seen_shapes.clear()
+    metrics = trainer.evaluate()
+    assert "eval_mlm_loss" in metrics and seen_shapes and all(len(shape) == 2 for _, shape in seen_shapes)
+    seen_shapes.clear()
+    predictions = trainer.predict(pairs.select(range(4)))
+    assert seen_shapes and all(len(shape) == 3 for _, shape in seen_shapes)  # (batch, seq, vocab)
+    assert predictions.predictions[0].ndim == 3
+    trainer.save_model()
+    assert model.config.sparse_prediction is False
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["sparse_prediction"] is False
+
+
+def test_sparse_prediction_block_restores_the_config_and_leaves_bert_alone(tokenizer):
+    from training.trainers import sparse_mlm_prediction
+
+    model = tiny_pretraining_model(tokenizer)
+    with pytest.raises(RuntimeError), sparse_mlm_prediction(model):
+        assert model.config.sparse_prediction is True
+        raise RuntimeError("a failed step")
+    assert model.config.sparse_prediction is False
+    bert = build_pretraining_model(pretraining_config("transformers-bert", "small", vocab_size=len(tokenizer), **TINY_SIZES))
+    with sparse_mlm_prediction(bert):
+        assert not hasattr(bert.config, "sparse_prediction")

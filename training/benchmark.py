@@ -6,8 +6,9 @@ by step (who goes first rotates), so a burst of load from elsewhere hits them al
 to ``bert`` is the median over steps of the ratio within a step. Throughput counts real (unpadded) tokens.
 
 Variants: ``bert`` is `transformers.BertForPreTraining` as `transformers` ships it, the reference;
-``bert-preset`` is this package's `bert` architecture (`AutoBertZeroForPreTraining`: the same network, with
-this package's pretraining head, which projects only the masked positions onto the vocabulary); and
+``bert-preset`` is this package's `bert` architecture (`AutoBertZeroForPreTraining`: the same network, trained
+as this project's pretraining trains it, projecting only the masked positions onto the vocabulary
+(`training.trainers.sparse_mlm_prediction`)); and
 ``autobert-zero`` is the searched backbone. ``autobert-zero`` / ``bert`` is the end-to-end gain,
 ``autobert-zero`` / ``bert-preset`` the part the architecture alone brings.
 
@@ -35,6 +36,7 @@ from modeling_autobert_zero import AutoBertZeroConfig, AutoBertZeroForPreTrainin
 
 from .models import bert_config_like
 from .pretraining_data import PretrainingCollator, build_pretraining_dataset
+from .trainers import sparse_mlm_prediction
 
 
 logger = logging.getLogger(__name__)
@@ -100,7 +102,8 @@ def _synchronize(device: torch.device) -> None:
 
 
 def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor]) -> None:
-    model(**batch).loss.backward()
+    with sparse_mlm_prediction(model):  # as `PretrainingTrainer` trains
+        model(**batch).loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 

@@ -15,7 +15,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForPreTraining, BertConfig, PreTrainedConfig, PreTrainedModel
 
 from modeling_autobert_zero import AutoBertZeroConfig
-from modeling_autobert_zero.configuration_autobert_zero import ARCHITECTURE_PRESETS, BERT_PROGRAM, SIZE_PRESETS
+from modeling_autobert_zero.architecture import SIZE_PRESETS
+from modeling_autobert_zero.configuration_autobert_zero import ARCHITECTURE_PRESETS, BERT_PROGRAM
 
 
 TRANSFORMERS_BERT = "transformers-bert"
@@ -77,7 +78,8 @@ def pretraining_config(
     """The config of a model to pretrain: from ``config_file`` (a ``config.json`` of any architecture, or a
     checkpoint directory) when given, else the named preset at a paper size. ``overrides`` set config fields
     (``vocab_size``, ``hidden_size``, ...) and are validated like any config; ``layers`` replaces the preset's
-    architecture, and for the plain-BERT architectures ``num_hidden_layers`` sets the depth."""
+    architecture and is scaled to the size like a preset (`AutoBertZeroConfig.at_size`: at `large` every block
+    is repeated in place), and for the plain-BERT architectures ``num_hidden_layers`` sets the model's depth."""
     if config_file is not None:
         if not os.path.exists(config_file):
             raise FileNotFoundError(f"config_file: {config_file} does not exist")
@@ -91,14 +93,14 @@ def pretraining_config(
     if size not in SIZE_PRESETS:
         raise ValueError(f"unknown size {size!r}; expected one of {SIZES}")
     plain_bert = architecture in ("bert", TRANSFORMERS_BERT)
-    if plain_bert and "num_hidden_layers" in overrides and "layers" not in overrides:
-        overrides["layers"] = [{"type": "attention", "program": BERT_PROGRAM}] * overrides.pop("num_hidden_layers")
     if architecture == TRANSFORMERS_BERT and any(
         layer != {"type": "attention", "program": BERT_PROGRAM} for layer in overrides.get("layers", [])
     ):
         raise ValueError(f"{TRANSFORMERS_BERT} is plain BERT: set num_hidden_layers, not other layer types")
-    if "layers" in overrides:
-        config = AutoBertZeroConfig(**{**SIZE_PRESETS[size], **overrides})
+    if plain_bert and "num_hidden_layers" in overrides and "layers" not in overrides:
+        config = AutoBertZeroConfig(**{**SIZE_PRESETS[size], **overrides})  # BERT layers, num_hidden_layers of them
+    elif "layers" in overrides:
+        config = AutoBertZeroConfig.at_size(overrides.pop("layers"), size, **overrides)
     else:
         config = AutoBertZeroConfig.from_preset("bert" if plain_bert else architecture, size, **overrides)
     return bert_config_like(config) if architecture == TRANSFORMERS_BERT else config
