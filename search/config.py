@@ -96,9 +96,20 @@ class SyntheticSettings:
 
     noise: float = 0.01
     delay_seconds: float = 0.0
+    landscape: str = "positional"  # or "op_blind" (search/evaluator.py: SyntheticLandscape)
 
 
-EVALUATORS = ("biws", "synthetic")
+@dataclasses.dataclass(frozen=True)
+class TableSettings:
+    """A benchmark table looked up instead of training (``search/table_evaluator.py``). The config's ``space``
+    must be the table's. ``per_query_seed``: score = one seed's score drawn with the candidate's seed (seed
+    noise included) instead of the mean over the table's seeds."""
+
+    path: str = ""
+    per_query_seed: bool = False
+
+
+EVALUATORS = ("biws", "synthetic", "table")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,10 +117,13 @@ class EvaluatorSettings:
     name: str = "biws"
     biws: BiwsSettings = BiwsSettings()
     synthetic: SyntheticSettings = SyntheticSettings()
+    table: TableSettings = TableSettings()
 
     def __post_init__(self) -> None:
         if self.name not in EVALUATORS:
             raise ConfigError(f"evaluator.name: expected one of {list(EVALUATORS)}, got {self.name!r}")
+        if self.name == "table" and not self.table.path:
+            raise ConfigError("evaluator.name is table: give evaluator.table.path (a benchmark table's JSON file)")
 
 
 @dataclasses.dataclass(frozen=True)
