@@ -124,6 +124,7 @@ class MutationDiagnostics:
 class Mutation:
     architecture: Architecture
     description: str
+    key: str = ""  # the child's architecture key, where the mutation computed it anyway
 
 
 def _replace_layer(parent: Architecture, index: int, layer: dict[str, Any]) -> Architecture:
@@ -330,13 +331,15 @@ def intra_layer_mutation(
     accept: Acceptance,
     edits: int = 1,
     diagnostics: MutationDiagnostics | None = None,
+    keys: Sequence[str] | None = None,
 ) -> Mutation | None:
     """``edits`` successive edits of one attention layer's program (module doc). The final child must be
     accepted (``accept(key, architecture)``: new and within budgets); intermediate ones only differ from the
     program before them. An edit that fails is replaced by another (layer, edit, position) until none is
-    left. None if ``parent`` has no attention layer or no edit gives an acceptable child."""
+    left. None if ``parent`` has no attention layer or no edit gives an acceptable child. ``keys``: the
+    parent's layer keys, when the caller has them."""
     diagnostics = diagnostics if diagnostics is not None else MutationDiagnostics()
-    keys = [layer_key(layer) for layer in parent]
+    keys = list(keys) if keys is not None else [layer_key(layer) for layer in parent]
     candidates = {
         index: _available_edits(parse_program(layer["program"]), space)
         for index, layer in enumerate(parent)
@@ -401,7 +404,8 @@ def _edit_layer(
             return None
         program, description = done
         descriptions.append(description)
-    return Mutation(architecture_with(program)[1], f"layer {index}: {'; '.join(descriptions)}")
+    key, architecture = architecture_with(program)
+    return Mutation(architecture, f"layer {index}: {'; '.join(descriptions)}", key)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -424,17 +428,21 @@ def mutate(
     space has no inter-layer move, the intra-layer mutation alone. Always valid, canonical and accepted;
     raises :class:`SearchSpaceError` after ``max_attempts`` inter-layer draws without an accepted child."""
     diagnostics = diagnostics if diagnostics is not None else MutationDiagnostics()
+    parent_keys = [layer_key(layer) for layer in parent]
     for _ in range(max_attempts):
         inter = inter_layer_mutation(parent, space, guide, rng)
-        base = inter.architecture if inter is not None else parent
+        base, keys = parent, parent_keys
+        if inter is not None:
+            base = inter.architecture
+            keys = [key if old == new else layer_key(new) for key, old, new in zip(parent_keys, parent, base)]
         inter_text = inter.description if inter is not None else "none (no inter-layer move in this space)"
         if any(layer["type"] == "attention" for layer in base):
-            intra = intra_layer_mutation(base, space, guide, rng, accept, edits, diagnostics)
+            intra = intra_layer_mutation(base, space, guide, rng, accept, edits, diagnostics, keys)
             if intra is not None:
                 diagnostics.children += 1
-                return Mutation(intra.architecture, f"inter: {inter_text}; intra: {intra.description}")
-        elif inter is not None and accept(" | ".join(layer_key(layer) for layer in base), base):
+                return Mutation(intra.architecture, f"inter: {inter_text}; intra: {intra.description}", intra.key)
+        elif inter is not None and accept(" | ".join(keys), base):
             diagnostics.children += 1
-            return Mutation(base, f"inter: {inter_text}; intra: none (no attention layer)")
+            return Mutation(base, f"inter: {inter_text}; intra: none (no attention layer)", " | ".join(keys))
         diagnostics.redrawn_children += 1
     raise SearchSpaceError(f"no new valid child of this architecture in {max_attempts} attempts: {parent!r:.200}")

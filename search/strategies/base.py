@@ -194,7 +194,7 @@ class EvolutionStrategy(SearchStrategy):
                 except SearchSpaceError:
                     mutation = None
                 if mutation is not None:
-                    seen.add(architecture_key(mutation.architecture))
+                    seen.add(mutation.key)
                     proposals.append(Proposal(mutation.architecture, parent.index, mutation.description))
                     continue
                 replacement = self._new_architecture(lambda: sample_architecture(self.space, rng), seen)

@@ -23,6 +23,7 @@ class OpNasStrategy(EvolutionStrategy):
     def __init__(self, space: SearchSpace, settings: StrategySettings, objective: Objective, dims: ModelDimensions):
         super().__init__(space, settings, objective, dims)
         self.observations: list[Observation] = []
+        self._observations_json: list[list[Any]] = []  # kept alongside: the state is stored every generation
         self.priority = self._priority()
 
     def _priority(self) -> OperationPriority:
@@ -32,20 +33,29 @@ class OpNasStrategy(EvolutionStrategy):
         return PriorityGuide(self.priority, self.settings.ucb_alpha, self.settings.ucb_temperature)
 
     def observe(self, results: Sequence[ScoredCandidate]) -> None:
-        self.observations.extend(Observation.of(result.architecture, result.score) for result in results)
+        observations = [Observation.of(result.architecture, result.score) for result in results]
+        self.observations.extend(observations)
+        self._observations_json.extend(observation.to_json() for observation in observations)
         self.priority = self._priority()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"observations": [observation.to_json() for observation in self.observations]}
+        return {"observations": list(self._observations_json)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if set(state) != {"observations"}:
             raise ValueError(f"strategy 'opnas': expected a state with 'observations', got {sorted(state)}")
         observations = [Observation.from_json(item) for item in state["observations"]]
         unknown = {op for observation in observations for _, op in observation.ops} - set(self.space.ops)
+        unknown |= {
+            f"kernel {kernel} at layer {layer}"
+            for observation in observations
+            for layer, kernel in observation.kernels
+            if kernel not in self.space.kernel_sizes or not 0 <= layer < self.space.num_layers
+        }
         if unknown:
-            raise ValueError(f"strategy 'opnas': the state has ops {sorted(unknown)} outside the search space")
+            raise ValueError(f"strategy 'opnas': the state has ops or kernels {sorted(unknown)} outside the search space")
         self.observations = observations
+        self._observations_json = [observation.to_json() for observation in observations]
         self.priority = self._priority()
 
     def summary(self) -> dict[str, Any]:
