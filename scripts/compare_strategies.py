@@ -108,6 +108,16 @@ def _landscape(arguments: CompareArguments) -> SyntheticLandscape:
     return SyntheticLandscape(space, arguments.synthetic, arguments.synthetic_seed, arguments.synthetic_epistasis * nominal)
 
 
+def _progress(seeds: list[int]):
+    started = time.perf_counter()
+
+    def report(seed: int) -> None:
+        done = seeds.index(seed) + 1
+        print(f"seed {seed} done ({done}/{len(seeds)}, {time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+
+    return report
+
+
 def _settings_context(settings: StrategySettings, budget: int) -> dict:
     names = ("population_size", "num_parents", "children_per_parent", "ucb_alpha", "ucb_temperature")
     return {"budget": budget, **{name: getattr(settings, name) for name in names}}
@@ -122,7 +132,7 @@ def _compare_on_table(arguments: CompareArguments, seeds: list[int]) -> tuple[di
         f"α={settings.ucb_alpha}, T={settings.ucb_temperature}, {len(seeds)} seeds",
         flush=True,
     )
-    runs = compare_on_table(table, seeds, settings, budget, arguments.strategies, arguments.per_query_seed)
+    runs = compare_on_table(table, seeds, settings, budget, arguments.strategies, arguments.per_query_seed, _progress(seeds))
     scores = sorted((entry.score for entry in table.entries), reverse=True)
     context = {
         "mode": "benchmark",
@@ -148,7 +158,7 @@ def _compare_on_landscape(arguments: CompareArguments, seeds: list[int]) -> tupl
         flush=True,
     )
     evaluator = SyntheticEvaluator(landscape.space, landscape.seed, landscape.epistasis, landscape=landscape.kind)
-    runs = compare(landscape.space, evaluator, seeds, settings, budget, arguments.strategies)
+    runs = compare(landscape.space, evaluator, seeds, settings, budget, arguments.strategies, _progress(seeds))
     context = {
         "mode": "synthetic",
         "table": f"SYNTHETIC-{landscape.kind}-{landscape.seed}",

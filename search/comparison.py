@@ -36,7 +36,7 @@ import itertools
 import math
 import statistics
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -249,12 +249,16 @@ def compare(
     settings: StrategySettings,
     budget: int,
     strategies: Sequence[str] = ("opnas", "ea", "random"),
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, StrategyRuns]:
-    """Every strategy once per seed, searching ``space`` with ``evaluator``, all in memory."""
+    """Every strategy once per seed, searching ``space`` with ``evaluator``, all in memory. ``progress`` is
+    called with each seed once its runs are done."""
     runs = {strategy: StrategyRuns() for strategy in strategies}
     for seed in seeds:
         for strategy in strategies:
             runs[strategy].states.append(run_in_memory(strategy, space, settings, evaluator, budget, seed))
+        if progress is not None:
+            progress(seed)
     return runs
 
 
@@ -274,6 +278,7 @@ def compare_on_table(
     budget: int,
     strategies: Sequence[str] = ("opnas", "ea", "random"),
     per_query_seed: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, StrategyRuns]:
     """:func:`compare` on an exhaustive table: strategies search its space, so every proposal is in it."""
     if not table.exhaustive:
@@ -281,7 +286,7 @@ def compare_on_table(
             f"table {table.name!r} is not exhaustive over its space: strategies searching that space would propose "
             "architectures it cannot answer; compare strategies on an exhaustive table"
         )
-    return compare(table.space, TableEvaluator(table, per_query_seed), seeds, settings, budget, strategies)
+    return compare(table.space, TableEvaluator(table, per_query_seed), seeds, settings, budget, strategies, progress)
 
 
 def summarise(runs: Mapping[str, StrategyRuns]) -> dict[str, Any]:

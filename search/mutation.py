@@ -204,9 +204,8 @@ def _renumber(instruction: Instruction, mapping: Callable[[int], Any]) -> Instru
 @functools.lru_cache(maxsize=50_000)
 def edit_results(program: Program, space: SearchSpace, edit: str, position: int, op: str | None) -> tuple[Program, ...]:
     """Every distinct valid canonical program (in ``space``, different from ``program``) that one edit gives:
-    ``replace``/``insert`` with ``op`` at ``position``, or ``delete`` of ``position`` (``op`` None). For a
-    replacement, the child that keeps the old arguments comes first. Fixed order; cached, because a search
-    edits the same programs again and again (all are plain immutable values)."""
+    ``replace``/``insert`` with ``op`` at ``position``, or ``delete`` of ``position`` (``op`` None). Fixed
+    order; cached, because a search edits the same programs again and again (all are immutable values)."""
     shapes = infer_shapes(program)
     instructions = program.instructions
     expression = program.to_expression()
@@ -219,12 +218,7 @@ def edit_results(program: Program, space: SearchSpace, edit: str, position: int,
 
     candidates: list[list[Instruction]] = []
     if edit == "replace":
-        tuples = _operand_tuples(op, values_before(position), shapes[position])
-        kept = tuple(instructions[position].args[: OPS[op].arity])
-        if kept in tuples:  # the old arguments first: the smallest change
-            tuples.remove(kept)
-            tuples.insert(0, kept)
-        for args in tuples:
+        for args in _operand_tuples(op, values_before(position), shapes[position]):
             changed = list(instructions)
             changed[position] = Instruction(op, args)
             candidates.append(changed)
@@ -267,16 +261,30 @@ def edit_results(program: Program, space: SearchSpace, edit: str, position: int,
     return tuple(results.values())
 
 
+def _kept_arguments_child(program: Program, space: SearchSpace, position: int, op: str) -> Program | None:
+    """The replacement of ``position`` by ``op`` that keeps the old arguments (the smallest change), if valid."""
+    old = program.instructions[position]
+    kept = tuple(old.args[: OPS[op].arity])
+    if len(kept) != OPS[op].arity:
+        return None
+    instructions = list(program.instructions)
+    instructions[position] = Instruction(op, kept)
+    try:
+        child = canonical_program_in_space(Program(tuple(instructions)), space)
+    except ProgramError:
+        return None
+    return child if child != program else None
+
+
 def _first_accepted(
-    children: Sequence[Program], rng: random.Random, accept: Callable[[Program], bool], keep_first: bool
+    children: Sequence[Program], rng: random.Random, accept: Callable[[Program], bool], preferred: Program | None = None
 ) -> Program | None:
-    """The first accepted child in random order (the first child first, when ``keep_first``)."""
-    order = list(children[1:] if keep_first else children)
+    """``preferred`` if accepted, else the first accepted child in random order."""
+    if preferred is not None and accept(preferred):
+        return preferred
+    order = list(children)
     rng.shuffle(order)
-    for child in ([children[0]] if keep_first and children else []) + order:
-        if accept(child):
-            return child
-    return None
+    return next((child for child in order if child != preferred and accept(child)), None)
 
 
 def _edit_program(
@@ -291,7 +299,7 @@ def _edit_program(
 ) -> tuple[Program, str] | None:
     """One edit at one position, or None if it cannot give an accepted program."""
     if edit == "delete":
-        child = _first_accepted(edit_results(program, space, "delete", position, None), rng, accept, keep_first=False)
+        child = _first_accepted(edit_results(program, space, "delete", position, None), rng, accept)
         return None if child is None else (child, f"delete {position} ({program.instructions[position].op})")
     old_op = program.instructions[position].op if edit == "replace" else None
     children = {op: edit_results(program, space, edit, position, op) for op in space.ops if op != old_op}
@@ -301,7 +309,8 @@ def _edit_program(
     while options:
         op = draw_option(options, guide.op_probabilities(position, options), rng)
         diagnostics.op_draws += 1
-        child = _first_accepted(children[op], rng, accept, keep_first=edit == "replace")
+        preferred = _kept_arguments_child(program, space, position, op) if edit == "replace" else None
+        child = _first_accepted(children[op], rng, accept, preferred)
         if child is not None:
             diagnostics.positions[position] += 1
             if len(child) <= position or child.instructions[position].op != op:

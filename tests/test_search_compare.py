@@ -158,3 +158,28 @@ def test_synthetic_landscapes_are_labelled_and_the_control_carries_no_kernel_sig
     assert len(made.seeds) == 3 and made.exhaustive and len(made) == 196
     with pytest.raises(ValueError, match="synthetic landscape"):
         SyntheticLandscape(space, "smooth")
+
+
+def test_compare_strategies_runs_real_searches_from_a_config_and_continues_them(tmp_path, capsys):
+    """The --config mode (paper Figure 6): one resumable search per (strategy, seed) through the runner."""
+    import yaml
+
+    from scripts.compare_strategies import main
+
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump({
+        "search": {"population_size": 4, "num_parents": 2, "children_per_parent": 2},
+        "space": {"num_layers": 2, "max_program_length": 6},
+        "model": {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32},
+        "evaluator": {"name": "synthetic"},
+        "tensorboard": False,
+    }))
+    arguments = ["--config", str(path), "--seeds", "3", "--budget", "10", "--json", "--output_dir", str(tmp_path / "runs")]
+    first = main(arguments)
+    assert first["mode"] == "config" and first["budget"] == 10
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir() if p.is_dir()) == [
+        f"{strategy}-seed{seed}" for strategy in ("ea", "opnas", "random") for seed in range(3)
+    ]
+    assert 0.0 <= first["opnas_vs_ea_p"] <= 1.0
+    capsys.readouterr()
+    assert main(arguments) == {**first, "seconds": pytest.approx(first["seconds"], abs=60)}  # finished runs are reused

@@ -16,6 +16,7 @@ from search.mutation import (
     MutationDiagnostics,
     PriorityGuide,
     UniformGuide,
+    _kept_arguments_child,
     edit_results,
     inter_layer_mutation,
     intra_layer_mutation,
@@ -130,8 +131,17 @@ def test_insertion_lengthens_a_path_and_deletion_shortens_it():
     for program in longer:
         assert len(program) == len(BERT) + 1
     # a replacement keeps the old arguments where the new op allows: scale -> softsign at 2
-    replaced = edit_results(BERT, space, "replace", 2, "softsign")
-    assert replaced[0].to_expression() == "matmul(softmax(softsign(matmul(Q, transpose(K)))), V)"
+    kept = _kept_arguments_child(BERT, space, 2, "softsign")
+    assert kept.to_expression() == "matmul(softmax(softsign(matmul(Q, transpose(K)))), V)"
+    assert kept in edit_results(BERT, space, "replace", 2, "softsign")
+    rng = random.Random(0)
+    replaced = 0
+    for _ in range(40):  # whenever softsign replaces scale, it keeps scale's argument
+        child = intra_layer_mutation([{"type": "attention", "program": BERT.to_json()}], space, OnlyGuide("softsign", 2), rng, known_only())
+        if "replace 2" in child.description:
+            replaced += 1
+            assert parse_program(child.architecture[0]["program"]) == kept
+    assert replaced >= 1
 
 
 @given(seeds)
@@ -182,6 +192,19 @@ def test_no_probability_goes_to_an_op_that_cannot_be_valid_where_it_is_written()
         assert "replace 0: " not in description or not description.endswith("-> matmul")
         assert "insert 0: matmul" not in description
     assert parse_program(child.architecture[0]["program"]).instructions[0].op != "matmul"
+
+
+class OnlyGuide(UniformGuide):
+    """All the probability on one op wherever it can be valid; otherwise even."""
+
+    def __init__(self, op, position):
+        object.__setattr__(self, "op", op)
+        object.__setattr__(self, "position", position)
+
+    def op_probabilities(self, position, options):
+        if position == self.position and self.op in options:
+            return [1.0 if option == self.op else 0.0 for option in options]
+        return super().op_probabilities(position, options)
 
 
 class RecordingGuide(UniformGuide):
