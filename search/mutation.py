@@ -431,12 +431,20 @@ def mutate(
     edits: int = 1,
     max_attempts: int = 100,
     diagnostics: MutationDiagnostics | None = None,
+    dead_ends: set[str] | None = None,
 ) -> Mutation:
     """One child of ``parent``: an inter-layer mutation, then an intra-layer mutation of its result. When
     the result has no attention layer the child is the inter-layer mutation alone (if accepted); when the
     space has no inter-layer move, the intra-layer mutation alone. Always valid, canonical and accepted;
-    raises :class:`SearchSpaceError` after ``max_attempts`` inter-layer draws without an accepted child."""
+    raises :class:`SearchSpaceError` after ``max_attempts`` inter-layer draws without an accepted child.
+
+    ``dead_ends``: keys of inter-layer results whose every single-edit intra-layer child was refused; they
+    are skipped, and results found to be such are added. Valid for as long as ``accept`` refuses at least
+    what it refused (a generation's known architectures only grow), so a caller may share it between the
+    children of one generation: in a small space, where parents' neighbourhoods run out, this saves
+    searching the same exhausted neighbourhood again and again."""
     diagnostics = diagnostics if diagnostics is not None else MutationDiagnostics()
+    dead_ends = dead_ends if dead_ends is not None and edits == 1 else set()
     parent_keys = [layer_key(layer) for layer in parent]
     for _ in range(max_attempts):
         inter = inter_layer_mutation(parent, space, guide, rng)
@@ -444,14 +452,18 @@ def mutate(
         if inter is not None:
             base = inter.architecture
             keys = [key if old == new else layer_key(new) for key, old, new in zip(parent_keys, parent, base)]
+        base_key = " | ".join(keys)
         inter_text = inter.description if inter is not None else "none (no inter-layer move in this space)"
-        if any(layer["type"] == "attention" for layer in base):
+        if base_key in dead_ends:
+            pass
+        elif any(layer["type"] == "attention" for layer in base):
             intra = intra_layer_mutation(base, space, guide, rng, accept, edits, diagnostics, keys)
             if intra is not None:
                 diagnostics.children += 1
                 return Mutation(intra.architecture, f"inter: {inter_text}; intra: {intra.description}", intra.key)
-        elif inter is not None and accept(" | ".join(keys), base):
+            dead_ends.add(base_key)
+        elif inter is not None and accept(base_key, base):
             diagnostics.children += 1
-            return Mutation(base, f"inter: {inter_text}; intra: none (no attention layer)", " | ".join(keys))
+            return Mutation(base, f"inter: {inter_text}; intra: none (no attention layer)", base_key)
         diagnostics.redrawn_children += 1
     raise SearchSpaceError(f"no new valid child of this architecture in {max_attempts} attempts: {parent!r:.200}")

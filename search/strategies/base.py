@@ -153,7 +153,8 @@ class EvolutionStrategy(SearchStrategy):
 
     Subclasses choose where a mutation's new ops and kernel sizes come from (:meth:`guide`). A child is
     never a known architecture; if a parent has no new child left within ``max_attempts`` draws, a random
-    new architecture takes its place (recorded as such), so a generation keeps its size.
+    new architecture takes its place and that of the parent's remaining children in this generation
+    (recorded as such), so a generation keeps its size.
     """
 
     def __init__(self, space: SearchSpace, settings: StrategySettings, objective: Objective, dims: ModelDimensions):
@@ -178,21 +179,26 @@ class EvolutionStrategy(SearchStrategy):
             return key not in seen and self.objective.feasible(architecture, self.dims)
 
         proposals = []
+        dead_ends: set[str] = set()
         for parent in parents:
+            exhausted = False
             for _ in range(self.settings.children_per_parent):
-                try:
-                    mutation = mutate(
-                        parent.architecture,
-                        self.space,
-                        guide,
-                        rng,
-                        accept,
-                        self.settings.positions_per_mutation,
-                        self.settings.max_attempts,
-                        self.diagnostics,
-                    )
-                except SearchSpaceError:
-                    mutation = None
+                mutation = None
+                if not exhausted:
+                    try:
+                        mutation = mutate(
+                            parent.architecture,
+                            self.space,
+                            guide,
+                            rng,
+                            accept,
+                            self.settings.positions_per_mutation,
+                            self.settings.max_attempts,
+                            self.diagnostics,
+                            dead_ends,
+                        )
+                    except SearchSpaceError:
+                        exhausted = True
                 if mutation is not None:
                     seen.add(mutation.key)
                     proposals.append(Proposal(mutation.architecture, parent.index, mutation.description))
