@@ -7,7 +7,6 @@ import random
 
 import pytest
 
-from search.config import SearchConfig, dataclass_from_mapping
 from search.controller import SearchController, candidate_seed
 from search.evaluator import EvaluationResult, SyntheticEvaluator
 from search.objective import Objective
@@ -15,6 +14,7 @@ from search.run_opnas import run_search
 from search.space import ModelDimensions, SearchSpace
 from search.state import STATE_FILE, load_state
 from search.strategies import STRATEGIES, SearchStrategy, StrategySettings
+from test_search_loop import synthetic_config
 
 
 class ThresholdStrategy(SearchStrategy):
@@ -47,20 +47,9 @@ class ThresholdStrategy(SearchStrategy):
 
 
 def config(output_dir, **overrides):
-    settings = {
-        "output_dir": str(output_dir),
-        "seed": 3,
-        "strategy": "threshold",
-        "max_evaluations": 22,
-        "search": {"population_size": 6, "num_parents": 2, "children_per_parent": 2},
-        "space": {"num_layers": 2, "max_program_length": 6},
-        "model": {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32},
-        "evaluator": {"name": "synthetic"},
-        "export": {"top_k": 0},
-        "tensorboard": False,
-        **overrides,
-    }
-    return dataclass_from_mapping(SearchConfig, settings)
+    settings = {"strategy": "threshold", "max_evaluations": 22, "search.population_size": 6, "search.num_parents": 2,
+                "search.children_per_parent": 2, "space.num_layers": 2, "space.max_program_length": 6}
+    return synthetic_config(output_dir, **{**settings, **overrides})
 
 
 def test_a_new_strategy_needs_no_controller_change_and_its_state_survives_a_resume(tmp_path, monkeypatch):
