@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from .evaluator import SYNTHETIC_LANDSCAPES
 from .objective import Objective
 from .space import ModelDimensions, SearchSpace
 from .strategies import STRATEGIES, StrategySettings
@@ -97,6 +98,10 @@ class SyntheticSettings:
     noise: float = 0.01
     delay_seconds: float = 0.0
     landscape: str = "positional"  # or "op_blind" (search/evaluator.py: SyntheticLandscape)
+
+    def __post_init__(self) -> None:
+        if self.landscape not in SYNTHETIC_LANDSCAPES:
+            raise ConfigError(f"evaluator.synthetic.landscape: expected one of {list(SYNTHETIC_LANDSCAPES)}, got {self.landscape!r}")
 
 
 @dataclasses.dataclass(frozen=True)

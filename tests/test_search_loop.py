@@ -199,6 +199,12 @@ def test_config_errors_name_the_file_and_key(tmp_path):
     path.write_text(yaml.safe_dump(synthetic_settings(tmp_path, **{"search.num_parents": 0})))
     with pytest.raises(ConfigError, match=r"search.num_parents: expected a positive integer"):
         load_config(path)
+    path.write_text(yaml.safe_dump(synthetic_settings(tmp_path, **{"evaluator.synthetic.landscape": "smooth"})))
+    with pytest.raises(ConfigError, match=r"evaluator.synthetic.landscape: expected one of \['positional', 'op_blind'\]"):
+        load_config(path)
+    path.write_text(yaml.safe_dump(synthetic_settings(tmp_path, **{"search.inter_layer_probability": 0.5})))
+    with pytest.raises(ConfigError, match=r"unknown key search.inter_layer_probability"):  # every child is inter- then intra-layer now
+        load_config(path)
 
 
 def test_shipped_configs_load():
