@@ -224,12 +224,13 @@ def _report(summary: dict, runs: dict[str, StrategyRuns]) -> None:
         mutation = summary["strategies"][label]["mutation"]
         if mutation.get("children"):
             children = mutation["children"]
+            considered = mutation["options_offered"] + mutation["options_excluded"]
             print(
                 f"{label}: per child {mutation['intra_attempts'] / children:.2f} intra-layer attempts, "
-                f"{mutation['redrawn_children'] / children:.2f} redraws; ops offered per draw "
-                f"{mutation['options_offered'] / max(1, mutation['op_draws']):.2f} (excluded as never valid there: "
-                f"{mutation['options_excluded']}); drawn ops without a new child {mutation['ops_without_new_child']}; "
-                f"edits {mutation['edits']}; ops used per position {mutation['positions']}"
+                f"{mutation['redrawn_children'] / children:.2f} redraws; of the ops an edit could write, "
+                f"{mutation['options_offered'] / max(1, considered):.0%} were valid there and offered, the rest left out; "
+                f"drawn ops without a new child {mutation['ops_without_new_child']}; ops moved by canonicalisation "
+                f"{mutation['landed_elsewhere']}; edits {mutation['edits']}; ops used per position {mutation['positions']}"
             )
 
 
