@@ -1,11 +1,15 @@
 """OP-NAS with BIWS weight sharing (paper Algorithm 1, SPEC §4–§6), one module per job:
 
 - ``space``: architectures as plain data (a config's ``layers``), random sampling, canonical keys.
-- ``mutation``, ``ucb``: inter- and intra-layer mutations; operation priority (UCB tables per position).
-- ``strategies``: ``opnas``, ``ea`` and ``random`` behind one interface; ``objective``: ranking and budgets.
-- ``controller``, ``state``: what to evaluate next, and the search state written atomically after each candidate.
-- ``evaluator``: the evaluator interface (swap in your own) and a synthetic one; ``biws_evaluator``: the
-  paper's (super-net → MLM + NSP → GLUE proxy), on the training library; ``supernet``: the BIWS weights.
+- ``mutation``, ``ucb``: inter- then intra-layer mutations; operation priority (UCB tables per position).
+- ``strategies``: ``opnas``, ``ea`` and ``random`` behind one interface, each owning its state; ``objective``:
+  ranking and budgets.
+- ``controller``, ``state``: what to evaluate next, one generation at a time, and the search state written
+  atomically after each candidate.
+- ``evaluator``: the evaluator interface (swap in your own) and a synthetic one; ``table_evaluator``: a
+  benchmark table (``tabular``) looked up; ``biws_evaluator``: the paper's (super-net → MLM + NSP → GLUE
+  proxy), on the training library; ``supernet``: the BIWS weights.
+- ``comparison``: strategies compared over paired seeds, with statistics.
 - ``run_opnas`` (the runner), ``export``, ``plots``, ``config``.
 
 Strategy code never touches tensors: only ``supernet`` and ``biws_evaluator`` do.

@@ -20,6 +20,7 @@ import yaml
 
 from training.overrides import OverrideError, apply_overrides
 
+from .evaluator import SYNTHETIC_LANDSCAPES
 from .objective import Objective
 from .space import ModelDimensions, SearchSpace
 from .strategies import STRATEGIES, StrategySettings
@@ -98,9 +99,24 @@ class SyntheticSettings:
 
     noise: float = 0.01
     delay_seconds: float = 0.0
+    landscape: str = "positional"  # or "op_blind" (search/evaluator.py: SyntheticLandscape)
+
+    def __post_init__(self) -> None:
+        if self.landscape not in SYNTHETIC_LANDSCAPES:
+            raise ConfigError(f"evaluator.synthetic.landscape: expected one of {list(SYNTHETIC_LANDSCAPES)}, got {self.landscape!r}")
 
 
-EVALUATORS = ("biws", "synthetic")
+@dataclasses.dataclass(frozen=True)
+class TableSettings:
+    """A benchmark table looked up instead of training (``search/table_evaluator.py``). The config's ``space``
+    must be the table's. ``per_query_seed``: score = one seed's score drawn with the candidate's seed (seed
+    noise included) instead of the mean over the table's seeds."""
+
+    path: str = ""
+    per_query_seed: bool = False
+
+
+EVALUATORS = ("biws", "synthetic", "table")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,10 +124,13 @@ class EvaluatorSettings:
     name: str = "biws"
     biws: BiwsSettings = BiwsSettings()
     synthetic: SyntheticSettings = SyntheticSettings()
+    table: TableSettings = TableSettings()
 
     def __post_init__(self) -> None:
         if self.name not in EVALUATORS:
             raise ConfigError(f"evaluator.name: expected one of {list(EVALUATORS)}, got {self.name!r}")
+        if self.name == "table" and not self.table.path:
+            raise ConfigError("evaluator.name is table: give evaluator.table.path (a benchmark table's JSON file)")
 
 
 @dataclasses.dataclass(frozen=True)

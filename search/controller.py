@@ -1,9 +1,20 @@
 """The search controller: what to evaluate next, and what the search learns from each result.
 
-It owns the :class:`~search.state.SearchState` and changes it in exactly two places: :meth:`next_proposal`
-(asks the strategy for a batch when the queue is empty) and :meth:`record` (turns an evaluation into a
-history entry and updates the operation-priority statistics). It never touches a tensor; in a distributed
-search only the main process runs it and broadcasts its decisions.
+It owns the :class:`~search.state.SearchState` and works one *generation* at a time (Algorithm 1 updates the
+population and the statistics per generation):
+
+- :meth:`SearchController.open_generation` returns the current generation's proposals that are not recorded
+  yet, in proposal order, asking the strategy for the next generation when the current one is done. The
+  ``i``-th of them is candidate ``len(state.history) + i``, evaluated with seed ``candidate_seed(seed, index)``;
+  none depends on another's result, so an executor may evaluate them in any order or all at once.
+- :meth:`SearchController.record` commits results in proposal order, one candidate at a time (a history
+  entry per candidate, so a search killed between two candidates loses nothing). When the last candidate of
+  a generation is recorded, the strategy observes the generation's results and its new state is stored,
+  opaquely, in the search state.
+
+The strategy's state is whatever :meth:`~search.strategies.SearchStrategy.state_dict` returns: the
+controller knows nothing of operation priority, so a new strategy needs no change here. It never touches a
+tensor; in a distributed search only the main process runs it and broadcasts its decisions.
 """
 
 from __future__ import annotations
@@ -19,7 +30,6 @@ from .objective import ScoredCandidate
 from .space import ModelDimensions, SearchSpace, architecture_key, count_backbone_parameters
 from .state import CandidateRecord, SearchState, finite_or_none, rng_from_json, rng_state_to_json
 from .strategies import Proposal, SearchStrategy, SearchView
-from .ucb import OperationPriority
 
 
 def config_digest(settings: Any) -> str:
@@ -47,6 +57,7 @@ class SearchController:
         self.max_evaluations = max_evaluations
         self.state = state
         self.rng = rng_from_json(state.controller_rng)
+        strategy.load_state_dict(state.strategy_state)
 
     @classmethod
     def start(
@@ -58,8 +69,9 @@ class SearchController:
         seed: int,
         digest: str,
     ) -> "SearchController":
-        priority = OperationPriority.empty(space.ops, space.kernel_sizes, space.num_layers)
-        state = SearchState(config_digest=digest, priority=priority, controller_rng=rng_state_to_json(random.Random(seed)))
+        state = SearchState(
+            config_digest=digest, controller_rng=rng_state_to_json(random.Random(seed)), strategy_state=strategy.state_dict()
+        )
         return cls(strategy, space, dims, max_evaluations, state)
 
     def view(self) -> SearchView:
@@ -72,24 +84,37 @@ class SearchController:
         keys = frozenset(record.key for record in history) | {
             architecture_key(proposal.architecture) for proposal in self.state.pending
         }
-        return SearchView(evaluated, len(history), keys, self.state.priority)
+        return SearchView(evaluated, len(history), keys)
 
-    def next_proposal(self) -> Proposal | None:
-        """The next candidate to evaluate, or None when the search is over (budget spent or space exhausted)."""
+    def open_generation(self) -> list[Proposal]:
+        """The current generation's proposals not recorded yet, in proposal order and within the budget
+        (proposing the next generation when the current one is done); empty when the search is over
+        (budget spent, or the space has no new feasible architecture)."""
         if self.state.finished:
-            return None
-        if len(self.state.history) >= self.max_evaluations:  # not "finished": a resume may raise the budget
-            return None
+            return []
+        budget_left = self.max_evaluations - len(self.state.history)
+        if budget_left <= 0:  # not "finished": a resume may raise the budget
+            return []
         if not self.state.pending:
             batch = self.strategy.propose(self.view(), self.rng)
             if not batch:
                 self.state.finished = True
                 self.state.finish_reason = "the search space has no new feasible architecture left"
-                return None
+                return []
             self.state.pending = list(batch)
             self.state.generation += 1
-        self.state.controller_rng = rng_state_to_json(self.rng)
-        return self.state.pending[0]
+            summary = {"generation": self.state.generation, "first_candidate": len(self.state.history), "size": len(batch)}
+            strategy_summary = self.strategy.summary()
+            if strategy_summary:
+                summary["strategy"] = strategy_summary
+            self.state.generations.append(summary)
+            self.state.controller_rng = rng_state_to_json(self.rng)
+        return list(self.state.pending[:budget_left])
+
+    def next_proposal(self) -> Proposal | None:
+        """The next candidate to evaluate, or None when the search is over."""
+        batch = self.open_generation()
+        return batch[0] if batch else None
 
     def record(
         self,
@@ -102,10 +127,10 @@ class SearchController:
         ``overhead``: the search's own costs for this candidate (seconds spent proposing, checkpointing).
 
         A candidate whose score is missing or not finite is recorded as failed and never becomes a parent;
-        only successful candidates update the operation-priority statistics.
+        the strategy observes only successful candidates, once their whole generation is recorded.
         """
         if not self.state.pending or self.state.pending[0] != proposal:
-            raise RuntimeError("record() must be given the proposal next_proposal() returned")
+            raise RuntimeError("record() must be given the proposals of open_generation(), in their order")
         self.state.pending.pop(0)
         index = len(self.state.history)
         metrics = {name: finite_or_none(value) for name, value in (result.metrics if result else {}).items()}
@@ -135,8 +160,16 @@ class SearchController:
             error=error,
         )
         self.state.history.append(record)
-        if status == "ok":
-            self.state.priority = self.state.priority.with_architecture(proposal.architecture, score)
-        self.state.controller_rng = rng_state_to_json(self.rng)
+        if not self.state.pending:
+            self._complete_generation()
         return record
 
+    def _complete_generation(self) -> None:
+        first = self.state.generations[-1]["first_candidate"]
+        results = [
+            ScoredCandidate(record.index, record.architecture, record.score, record.cost)
+            for record in self.state.history[first:]
+            if record.status == "ok"
+        ]
+        self.strategy.observe(results)
+        self.state.strategy_state = self.strategy.state_dict()

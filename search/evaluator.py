@@ -7,7 +7,9 @@ better, plus metrics and costs). The search only ever calls :meth:`Evaluator.eva
 function ``evaluate(architecture, context) -> EvaluationResult | {"score": ..., ...}`` in
 :class:`FunctionEvaluator`, and pass it to :func:`search.run_opnas.run_search`.
 
-Built in: :class:`SyntheticEvaluator` (instant, for tests and for timing the controller) here, and the
+Built in: :class:`SyntheticEvaluator` (instant, for tests and for timing the controller; its landscape,
+:class:`SyntheticLandscape`, also scores the synthetic tables of strategy comparisons) here,
+:class:`~search.table_evaluator.TableEvaluator` (a benchmark table looked up) beside it, and the
 paper's BIWS evaluator (super-net initialisation → MLM + NSP → GLUE proxy) in :mod:`search.biws_evaluator`.
 """
 
@@ -17,6 +19,7 @@ import abc
 import dataclasses
 import math
 import random
+import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,7 +27,7 @@ from typing import Any
 
 from modeling_autobert_zero.attention_programs import parse_program
 
-from .space import SearchSpace, architecture_key
+from .space import SearchSpace, architecture_key, layer_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,37 +103,90 @@ class FunctionEvaluator(Evaluator):
         return result if isinstance(result, EvaluationResult) else EvaluationResult.from_mapping(result)
 
 
-class SyntheticEvaluator(Evaluator):
-    """An instant, seeded stand-in for training, for tests and for measuring the controller's overhead.
+SYNTHETIC_LANDSCAPES = ("positional", "op_blind")
 
-    The score is a fixed additive function of the architecture (a hidden weight per (program position, op)
-    and per (layer, kernel size), drawn from ``seed``) plus noise that depends only on the architecture, so
+
+class SyntheticLandscape:
+    """A documented synthetic score function over a search space, for tests, timing and strategy comparisons.
+    It says nothing about real architectures.
+
+    Each layer contributes a term; the *structured* score is the mean of the layers' terms:
+
+    - ``positional``: an attention layer's term is the mean over its canonical positions of a weight per
+      (position, op), shared by all layers; a conv layer's term is a weight per (layer, kernel size). Op
+      identity per position carries signal: what operation priority assumes.
+    - ``op_blind`` (a control): an attention layer's term is a value drawn per program, with the spread the
+      positional term would have (one position's weight has standard deviation 1/√3, a mean of ``ℓ`` of them
+      1/√(3ℓ)); a conv layer's term is a value per layer, the same for every kernel size. Neither the op at a
+      position nor the kernel size carries signal, yet a child that keeps a layer keeps its term, so
+      evolution still works.
+
+    Weights are uniform in [-1, 1], values normal; all are drawn from generators seeded by ``seed`` and the
+    layer's or architecture's key, so the landscape is a fixed function. :meth:`score` adds an
+    architecture-specific normal term of standard deviation ``epistasis`` (so the landscape is not exactly
+    additive); :meth:`seed_score` adds normal noise of standard deviation ``seed_noise`` per (architecture,
+    seed), as repeated training would. ``nominal_spread`` = 1/√(3L), the spread of a mean of ``L`` layer
+    terms, is the unit the comparisons give ``epistasis`` and ``seed_noise`` in.
+    """
+
+    def __init__(self, space: SearchSpace, kind: str = "positional", seed: int = 0, epistasis: float = 0.0):
+        if kind not in SYNTHETIC_LANDSCAPES:
+            raise ValueError(f"synthetic landscape: expected one of {list(SYNTHETIC_LANDSCAPES)}, got {kind!r}")
+        self.space = space
+        self.kind = kind
+        self.seed = seed
+        self.epistasis = epistasis
+        self.nominal_spread = 1.0 / math.sqrt(3.0 * space.num_layers)
+        weights = random.Random(f"synthetic-landscape:{seed}")
+        self.op_weights = [{op: weights.uniform(-1.0, 1.0) for op in space.ops} for _ in range(space.max_program_length)]
+        self.kernel_weights = [
+            {kernel: weights.uniform(-1.0, 1.0) for kernel in space.kernel_sizes} for _ in range(space.num_layers)
+        ]
+        self._terms: dict[tuple[int, str], float] = {}
+
+    def _gauss(self, *parts: Any) -> float:
+        return random.Random(":".join(map(str, ("synthetic", self.kind, self.seed, *parts)))).gauss(0.0, 1.0)
+
+    def layer_term(self, index: int, layer: Mapping[str, Any], key: str | None = None) -> float:
+        key = key or layer_key(layer)
+        if (index, key) not in self._terms:
+            if layer["type"] == "conv":
+                term = self.kernel_weights[index][layer["kernel_size"]] if self.kind == "positional" else self._gauss("conv", index) / math.sqrt(3.0)
+            else:
+                ops = [instruction.op for instruction in parse_program(layer["program"]).instructions]
+                if self.kind == "positional":
+                    term = statistics.fmean(self.op_weights[position][op] for position, op in enumerate(ops))
+                else:
+                    term = self._gauss(key) / math.sqrt(3.0 * len(ops))
+            self._terms[index, key] = term
+        return self._terms[index, key]
+
+    def score(self, architecture: Sequence[Mapping[str, Any]]) -> float:
+        """The architecture's (noise-free) score: structured score plus its epistatic term."""
+        keys = [layer_key(layer) for layer in architecture]
+        structured = statistics.fmean(self.layer_term(i, layer, key) for i, (layer, key) in enumerate(zip(architecture, keys)))
+        return structured + self.epistasis * self._gauss("epistasis", " | ".join(keys)) if self.epistasis else structured
+
+    def seed_score(self, architecture: Sequence[Mapping[str, Any]], seed: int, seed_noise: float) -> float:
+        """The score one training run with ``seed`` would report: :meth:`score` plus seed noise."""
+        return self.score(architecture) + seed_noise * self._gauss("seed", seed, architecture_key(architecture))
+
+
+class SyntheticEvaluator(Evaluator):
+    """An instant, seeded stand-in for training, for tests and for measuring the controller's overhead: the
+    :class:`SyntheticLandscape` ``landscape`` (positional by default) with ``noise`` as its epistasis, so
     operation priority has something real to find and every run of the same search gives the same scores.
     ``delay_seconds`` stands in for training time. It says nothing about real architectures.
     """
 
-    def __init__(self, space: SearchSpace, seed: int = 0, noise: float = 0.01, delay_seconds: float = 0.0):
-        self.seed = seed
-        self.noise = noise
+    def __init__(
+        self, space: SearchSpace, seed: int = 0, noise: float = 0.01, delay_seconds: float = 0.0, landscape: str = "positional"
+    ):
+        self.landscape = SyntheticLandscape(space, landscape, seed, epistasis=noise)
         self.delay_seconds = delay_seconds
-        weights = random.Random(f"synthetic-landscape:{seed}")
-        self.op_weights = [
-            {op: weights.uniform(-1.0, 1.0) for op in space.ops} for _ in range(space.max_program_length)
-        ]
-        self.kernel_weights = [
-            {kernel: weights.uniform(-1.0, 1.0) for kernel in space.kernel_sizes} for _ in range(space.num_layers)
-        ]
 
     def score(self, architecture: Sequence[Mapping[str, Any]]) -> float:
-        terms = []
-        for layer_index, layer in enumerate(architecture):
-            if layer["type"] == "conv":
-                terms.append(self.kernel_weights[layer_index][layer["kernel_size"]])
-            else:
-                instructions = parse_program(layer["program"]).instructions
-                terms.append(sum(self.op_weights[i][ins.op] for i, ins in enumerate(instructions)) / len(instructions))
-        noise = random.Random(f"synthetic-noise:{self.seed}:{architecture_key(architecture)}").gauss(0.0, self.noise)
-        return min(1.0, max(0.0, 0.5 + 0.4 * math.tanh(sum(terms) / len(terms)) + noise))
+        return self.landscape.score(architecture)
 
     def evaluate(self, architecture: list[dict[str, Any]], context: EvaluationContext) -> EvaluationResult:
         started = time.perf_counter()

@@ -1,16 +1,19 @@
-"""Plots of a search (matplotlib): best score so far, operation priority, the best architecture's programs.
+"""Plots of a search (matplotlib): best score so far, operation priority and how it learnt, the best programs.
 
     python search/plots.py --search_dir runs/opnas-tiny [--output_dir runs/opnas-tiny/plots]
 
-writes ``best_so_far.png`` (best proxy score against candidates evaluated), ``op_priority.png`` (per program
-position: each op's mean score μ and count N, the statistics OP-NAS samples from) and
-``best_architecture.png`` (the best candidate's layers, each attention program drawn as its graph).
-``scripts/compare_strategies.py`` uses :func:`plot_best_so_far` for several strategies and seeds.
+writes ``best_so_far.png`` (best proxy score against candidates evaluated), for OP-NAS ``op_priority.png``
+(per program position: each op's mean normalised score μ and count N, the statistics it samples from) and
+``priority_entropy.png`` (per generation, the normalised entropy of every position's and conv layer's
+distribution: 1 = even, falling as the priorities learn), and ``best_architecture.png`` (the best candidate's
+layers, each attention program drawn as its graph). ``scripts/compare_strategies.py`` uses
+:func:`plot_best_so_far` and :func:`plot_priority_entropy` over strategies and seeds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,41 +32,65 @@ import numpy as np  # noqa: E402
 from transformers import HfArgumentParser  # noqa: E402
 
 from modeling_autobert_zero.attention_programs import parse_program  # noqa: E402
-from search.state import CandidateRecord, SearchState, load_state  # noqa: E402
+from search.comparison import best_so_far, entropy_curves, mean_entropy_curves  # noqa: E402
+from search.config import SearchConfig, dataclass_from_mapping  # noqa: E402
+from search.state import CONFIG_COPY, SearchState, load_state  # noqa: E402
+from search.strategies import STRATEGIES  # noqa: E402
 from search.ucb import OperationPriority  # noqa: E402
 
 
-def best_so_far(history: Sequence[CandidateRecord]) -> np.ndarray:
-    """Best score among the first i+1 candidates (NaN until the first success)."""
-    best, curve = -np.inf, []
-    for record in history:
-        if record.status == "ok":
-            best = max(best, record.score)
-        curve.append(best if np.isfinite(best) else np.nan)
-    return np.array(curve)
+__all__ = ["best_so_far", "plot_architecture", "plot_best_so_far", "plot_operation_priority", "plot_priority_entropy", "plot_search"]
+
+
+def _stack(runs: Sequence[np.ndarray]) -> np.ndarray:
+    """Runs of different lengths or widths as one array, padded with NaN."""
+    shape = tuple(max(run.shape[axis] for run in runs) for axis in range(runs[0].ndim))
+    stacked = np.full((len(runs), *shape), np.nan)
+    for index, run in enumerate(runs):
+        stacked[(index, *(slice(0, size) for size in run.shape))] = run
+    return stacked
 
 
 def plot_best_so_far(curves: Mapping[str, Sequence[np.ndarray]], path: str | Path, title: str = "Best proxy score so far") -> Path:
-    """One line per label: the mean over its runs (seeds), shaded between their min and max."""
+    """One line per label: the mean over its runs (seeds), shaded between their 25th and 75th percentiles."""
     figure, axes = plt.subplots(figsize=(6.4, 4.0))
     for label, runs in curves.items():
-        length = min(len(run) for run in runs)
-        stacked = np.stack([run[:length] for run in runs])
-        steps = np.arange(1, length + 1)
-        mean = np.nanmean(stacked, axis=0)
-        (line,) = axes.plot(steps, mean, label=f"{label} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
-        if len(runs) > 1:
-            axes.fill_between(steps, np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0), color=line.get_color(), alpha=0.2)
+        stacked = _stack(list(runs))
+        steps = np.arange(1, stacked.shape[1] + 1)
+        (line,) = axes.plot(steps, np.nanmean(stacked, axis=0), label=f"{label} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
+        if len(runs) > 2:
+            low, high = np.nanpercentile(stacked, [25, 75], axis=0)
+            axes.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
     axes.set_xlabel("candidates evaluated")
-    axes.set_ylabel("best proxy score")
+    axes.set_ylabel("best score so far (mean; band: 25th-75th percentile)")
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend()
     return _save(figure, path)
 
 
+def plot_priority_entropy(runs: Sequence[Mapping[str, np.ndarray]], path: str | Path, title: str = "Operation priority") -> Path:
+    """Normalised entropy per generation of each position's (left) and conv layer's (right) distribution,
+    averaged over ``runs`` (one :func:`search.comparison.entropy_curves` each): 1 = even, 0 = one option."""
+    mean = mean_entropy_curves(runs)
+    figure, panels = plt.subplots(1, 2, figsize=(10, 4.0), sharey=True)
+    for axes, part, label in ((panels[0], "positions", "position"), (panels[1], "kernels", "conv layer")):
+        if part in mean:
+            colours = plt.cm.viridis(np.linspace(0, 0.9, mean[part].shape[1]))
+            for column in range(mean[part].shape[1]):
+                axes.plot(np.arange(mean[part].shape[0]), mean[part][:, column], color=colours[column], label=f"{label} {column}")
+            axes.legend(fontsize=7, ncol=2)
+        axes.set_xlabel("generation")
+        axes.set_title(f"per {label}")
+        axes.grid(alpha=0.3)
+    panels[0].set_ylabel(f"entropy / log(options), mean of {len(runs)} run{'s' if len(runs) > 1 else ''}")
+    panels[0].set_ylim(-0.02, 1.02)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
 def plot_operation_priority(priority: OperationPriority, path: str | Path) -> Path:
-    """Heat maps over (program position × op): mean score μ of evaluated paths, and how often N."""
+    """Heat maps over (program position × op): mean normalised score μ of evaluated paths, and how often N."""
     positions = len(priority.position_tables)
     if positions == 0:
         raise ValueError("no attention program has been evaluated yet: nothing to plot")
@@ -139,14 +166,26 @@ def _save(figure, path: str | Path) -> Path:
     return path
 
 
+def _operation_priority(search_dir: Path, state: SearchState) -> OperationPriority | None:
+    """The OP-NAS statistics of a search, rebuilt by its strategy from the state it owns (None for others)."""
+    config: SearchConfig = dataclass_from_mapping(SearchConfig, json.loads((search_dir / CONFIG_COPY).read_text()))
+    strategy = STRATEGIES[config.strategy](config.space, config.search, config.objective, config.model.dimensions())
+    strategy.load_state_dict(state.strategy_state)
+    return getattr(strategy, "priority", None)
+
+
 def plot_search(search_dir: str | Path, output_dir: str | Path | None = None) -> list[Path]:
-    """All three plots of one search."""
+    """Every plot of one search that applies to its strategy."""
     search_dir = Path(search_dir)
     output_dir = Path(output_dir) if output_dir is not None else search_dir / "plots"
     state: SearchState = load_state(search_dir)
     written = [plot_best_so_far({"search": [best_so_far(state.history)]}, output_dir / "best_so_far.png")]
-    if state.priority.position_tables:
-        written.append(plot_operation_priority(state.priority, output_dir / "op_priority.png"))
+    priority = _operation_priority(search_dir, state)
+    if priority is not None and priority.position_tables:
+        written.append(plot_operation_priority(priority, output_dir / "op_priority.png"))
+    entropies = entropy_curves(state)
+    if entropies:
+        written.append(plot_priority_entropy([entropies], output_dir / "priority_entropy.png"))
     ok = [record for record in state.history if record.status == "ok"]
     if ok:
         best = max(ok, key=lambda record: (record.score, -record.index))

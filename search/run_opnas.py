@@ -44,6 +44,7 @@ from search.distributed import broadcast_from_main, close_process_group, distrib
 from search.evaluator import EvaluationContext, EvaluationResult, Evaluator, SyntheticEvaluator
 from search.state import CONFIG_COPY, STATE_FILE, SearchState, atomic_write_bytes, atomic_write_json, load_state, save_state
 from search.strategies import STRATEGIES, Proposal
+from search.table_evaluator import TableEvaluator
 from training.console import configure_logging
 from training.overrides import split_overrides
 
@@ -85,7 +86,15 @@ def build_evaluator(config: SearchConfig) -> Evaluator:
     """The evaluator the config names. BIWS is imported only when used: it needs the training library."""
     if config.evaluator.name == "synthetic":
         settings = config.evaluator.synthetic
-        return SyntheticEvaluator(config.space, config.seed, settings.noise, settings.delay_seconds)
+        return SyntheticEvaluator(config.space, config.seed, settings.noise, settings.delay_seconds, settings.landscape)
+    if config.evaluator.name == "table":
+        settings = config.evaluator.table
+        evaluator = TableEvaluator.for_search(settings.path, config.space, settings.per_query_seed)
+        if not evaluator.table.exhaustive:
+            logger.warning(
+                "%s is not exhaustive: candidates outside it are recorded as failed (TableError)", settings.path
+            )
+        return evaluator
     from search.biws_evaluator import BiwsEvaluator
 
     return BiwsEvaluator.from_config(config)

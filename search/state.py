@@ -1,8 +1,10 @@
 """Search state (SPEC §6): everything the search knows, as one JSON document written atomically.
 
 The state holds the history of every candidate (architecture, status, score, metrics, cost, error), the
-queue of proposals not yet evaluated, the operation-priority statistics, the controller's random-generator
-state, torch's generator state, and the names of the evaluator's files (the super-net's safetensors). The
+queue of proposals of the current generation not yet evaluated, one summary per generation (what the strategy
+reported when it proposed it: mutation counts, the entropy of its distributions), the strategy's own state
+(opaque JSON: for OP-NAS its operation-priority observations), the controller's random-generator state,
+torch's generator state, and the names of the evaluator's files (the super-net's safetensors). The
 population of Algorithm 1 is the set of successful candidates in the history, so it is not stored twice.
 
 Writes go to a temporary file in the same directory, are flushed to disk, and replace the old file in one
@@ -23,10 +25,11 @@ from typing import Any
 from training.atomic_files import write_bytes_atomic
 
 from .strategies import Proposal
-from .ucb import OperationPriority
 
 
-STATE_FORMAT_VERSION = 1
+# 2: the strategy's state is opaque (``strategy_state``), per-generation summaries (``generations``);
+# children are made by Algorithm 1's inter- then intra-layer mutation.
+STATE_FORMAT_VERSION = 2
 STATE_FILE = "search_state.json"
 CONFIG_COPY = "search_config.json"  # the resolved config, beside the state
 CANDIDATE_STATUSES = ("ok", "failed", "infeasible")
@@ -97,11 +100,12 @@ class SearchState:
     """The whole search, as data. ``config_digest`` guards against resuming with a different config."""
 
     config_digest: str
-    priority: OperationPriority
     controller_rng: list[Any]
+    strategy_state: dict[str, Any] = dataclasses.field(default_factory=dict)
     history: list[CandidateRecord] = dataclasses.field(default_factory=list)
     pending: list[Proposal] = dataclasses.field(default_factory=list)
     generation: int = -1  # the generation the pending proposals belong to; 0 is the initial population
+    generations: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # one summary per generation
     torch_rng_state: str | None = None
     evaluator_files: dict[str, str] = dataclasses.field(default_factory=dict)
     finished: bool = False
@@ -116,7 +120,8 @@ class SearchState:
             "finish_reason": self.finish_reason,
             "history": [record.to_json() for record in self.history],
             "pending": [proposal.to_json() for proposal in self.pending],
-            "priority": self.priority.to_json(),
+            "generations": self.generations,
+            "strategy_state": self.strategy_state,
             "controller_rng": self.controller_rng,
             "torch_rng_state": self.torch_rng_state,
             "evaluator_files": self.evaluator_files,
@@ -124,18 +129,27 @@ class SearchState:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], source: str = "state") -> "SearchState":
-        if data.get("format_version") != STATE_FORMAT_VERSION:
+        version = data.get("format_version")
+        if version == 1:
             raise ValueError(
-                f"{source}: format_version {data.get('format_version')!r} is not {STATE_FORMAT_VERSION}; "
+                f"{source}: format_version 1 was written by an earlier version of the search (operation priority "
+                f"kept by the controller, children made by an inter- *or* an intra-layer mutation) and cannot be "
+                f"continued by this one (format {STATE_FORMAT_VERSION}). Start the search again in a new output_dir; "
+                "the old history.jsonl stays readable"
+            )
+        if version != STATE_FORMAT_VERSION:
+            raise ValueError(
+                f"{source}: format_version {version!r} is not {STATE_FORMAT_VERSION}; "
                 "this state was written by another version of the search"
             )
         return cls(
             config_digest=data["config_digest"],
-            priority=OperationPriority.from_json(data["priority"]),
             controller_rng=data["controller_rng"],
+            strategy_state=dict(data["strategy_state"]),
             history=[CandidateRecord.from_json(record) for record in data["history"]],
             pending=[Proposal.from_json(proposal) for proposal in data["pending"]],
             generation=data["generation"],
+            generations=list(data["generations"]),
             torch_rng_state=data["torch_rng_state"],
             evaluator_files=dict(data["evaluator_files"]),
             finished=data["finished"],

@@ -44,7 +44,7 @@ def test_best_so_far_ignores_failures_and_never_decreases():
 def test_plots_of_a_search_are_written(tmp_path):
     synthetic_search(tmp_path)
     written = plot_search(tmp_path)
-    assert [path.name for path in written] == ["best_so_far.png", "op_priority.png", "best_architecture.png"]
+    assert [path.name for path in written] == ["best_so_far.png", "op_priority.png", "priority_entropy.png", "best_architecture.png"]
     assert all(path.stat().st_size > 5000 for path in written)
     bert = "matmul(softmax(scale(matmul(Q, transpose(K)))), V)"
     path = plot_architecture([{"type": "conv", "kernel_size": 3}, {"type": "attention", "program": bert}], tmp_path / "arch.png")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from ..mutation import UniformGuide
-from .base import EvolutionStrategy, SearchView
+from .base import EvolutionStrategy
 
 
 class RegularEvolutionStrategy(EvolutionStrategy):
-    """Top-K parents, C children each; every new op and kernel size is drawn uniformly."""
+    """Top-K parents, C children each (inter- then intra-layer mutation); every new op (among those that can
+    be valid where it is written) and every kernel size is drawn uniformly."""
 
     name = "ea"
 
-    def guide(self, view: SearchView) -> UniformGuide:
-        return UniformGuide(self.space)
+    def guide(self) -> UniformGuide:
+        return UniformGuide()
