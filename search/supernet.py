@@ -45,8 +45,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors
+from safetensors.torch import load_file as load_safetensors_file
 from safetensors.torch import save as save_safetensors
 from torch import nn
 from torch.nn.utils import parametrize
@@ -219,17 +220,28 @@ def _to_bytes(tensors: Mapping[str, torch.Tensor], description: Mapping[str, Any
     return save_safetensors(contiguous, metadata={METADATA_KEY: json.dumps(dict(description), sort_keys=True)})
 
 
-def _from_bytes(data: bytes, source: str, expected_format: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """The description and tensors of safetensors bytes in ``expected_format`` (see :func:`_to_bytes`), or a
-    :class:`SupernetFileError` saying what is wrong with ``source``."""
+def _read_bytes(data: bytes, source: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Metadata and tensors of safetensors bytes."""
     try:
         tensors = load_safetensors(data)
     except SafetensorError as error:
-        raise SupernetFileError(
-            f"{source}: not a complete safetensors file ({error}); it is truncated or corrupted"
-        ) from None
+        raise SupernetFileError(f"{source}: not a complete safetensors file ({error}); it is truncated or corrupted") from None
     header_length = int.from_bytes(data[:8], "little")
-    metadata = json.loads(data[8 : 8 + header_length]).get("__metadata__") or {}
+    return json.loads(data[8 : 8 + header_length]).get("__metadata__") or {}, tensors
+
+
+def _read_file(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Metadata and tensors of a safetensors file, the tensors memory-mapped (read as they are used)."""
+    try:
+        tensors = load_safetensors_file(path)
+        with safe_open(path, framework="pt") as handle:
+            return handle.metadata() or {}, tensors
+    except SafetensorError as error:
+        raise SupernetFileError(f"{path}: not a complete safetensors file ({error}); it is truncated or corrupted") from None
+
+
+def _description(metadata: Mapping[str, str], source: str, expected_format: str) -> dict[str, Any]:
+    """The description :func:`_to_bytes` stored, checked to be in ``expected_format`` and this version."""
     if METADATA_KEY not in metadata:
         if expected_format == SUPERNET_FORMAT and "model_settings" in metadata:
             raise SupernetFileError(
@@ -251,7 +263,7 @@ def _from_bytes(data: bytes, source: str, expected_format: str) -> tuple[dict[st
         raise SupernetFileError(
             f"{source}: {expected_format} format version {version!r} is {age} one; this version reads {FORMAT_VERSION}"
         )
-    return description, tensors
+    return description
 
 
 def _supernet_description(model_settings: Mapping[str, Any], num_layers: int) -> dict[str, Any]:
@@ -278,7 +290,16 @@ class SupernetSnapshot:
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "super-net bytes") -> "SupernetSnapshot":
-        description, tensors = _from_bytes(data, source, SUPERNET_FORMAT)
+        return cls._checked(*_read_bytes(data, source), source)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "SupernetSnapshot":
+        """A super-net file's snapshot, its tensors memory-mapped."""
+        return cls._checked(*_read_file(path), str(path))
+
+    @classmethod
+    def _checked(cls, metadata: Mapping[str, str], tensors: dict[str, torch.Tensor], source: str) -> "SupernetSnapshot":
+        description = _description(metadata, source, SUPERNET_FORMAT)
         model_settings, num_layers = description.get("model_settings"), description.get("num_layers")
         if not isinstance(model_settings, dict) or type(num_layers) is not int or num_layers < 1:
             raise SupernetFileError(
@@ -304,8 +325,8 @@ class WriteBack:
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "write-back bytes") -> "WriteBack":
-        description, tensors = _from_bytes(data, source, WRITE_BACK_FORMAT)
-        architecture = description.get("architecture")
+        metadata, tensors = _read_bytes(data, source)
+        architecture = _description(metadata, source, WRITE_BACK_FORMAT).get("architecture")
         if not isinstance(architecture, list):
             raise SupernetFileError(f"{source}: expected the candidate's architecture (a list of layers) in its metadata")
         return cls(architecture, tensors)
@@ -423,10 +444,13 @@ class BiwsSupernet(nn.Module):
                 supernet_module.train_through_chain(candidate_module)
         return model
 
-    def write_back_from(self, candidate: AutoBertZeroForPreTraining) -> WriteBack:
+    def write_back_from(self, candidate: AutoBertZeroForPreTraining, copy: bool = True) -> WriteBack:
         """The slots a (trained) candidate from :meth:`candidate` gives back, as a value; the super-net is not
         changed. Only the projections an attention program reads are in it, only the branch a position used,
-        of a conv layer only the taps its kernel depends on and the transforms on its chain."""
+        of a conv layer only the taps its kernel depends on and the transforms on its chain.
+
+        ``copy=False`` leaves the candidate's own tensors in it (no copy: valid until the candidate trains
+        again), for a write-back applied at once."""
         slot_names = {id(parameter): name for name, parameter in self.named_parameters()}
         tensors: dict[str, torch.Tensor] = {}
         for name, candidate_module, supernet_module in self.module_pairs(candidate):
@@ -438,7 +462,8 @@ class BiwsSupernet(nn.Module):
                     for parameter_name, parameter in candidate_module.named_parameters(recurse=False)
                 ]
             for slot, value in slots:
-                tensors[slot_names[id(slot)]] = value.detach().clone(memory_format=torch.contiguous_format)
+                value = value.detach()
+                tensors[slot_names[id(slot)]] = value.clone(memory_format=torch.contiguous_format) if copy else value
         return WriteBack(architecture=candidate.config.to_dict()["layers"], tensors=tensors)
 
     @torch.no_grad()
@@ -467,7 +492,7 @@ class BiwsSupernet(nn.Module):
 
     def write_back(self, candidate: AutoBertZeroForPreTraining) -> None:
         """Sequential BIWS: give a trained candidate's weights back to the positions they came from, now."""
-        self.apply(self.write_back_from(candidate))
+        self.apply(self.write_back_from(candidate, copy=False))
 
     # -----------------------------------------------------------------------------------------------------
     # Snapshots and files.
@@ -523,14 +548,9 @@ class BiwsSupernet(nn.Module):
         tensors = {name: parameter.detach() for name, parameter in self.named_parameters()}
         atomic_write_bytes(path, _to_bytes(tensors, _supernet_description(self.model_settings, self.num_layers)))
 
-    @staticmethod
-    def _read_file(path: str | os.PathLike) -> SupernetSnapshot:
-        with open(path, "rb") as handle:
-            return SupernetSnapshot.from_bytes(handle.read(), source=str(path))
-
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "BiwsSupernet":
-        snapshot = cls._read_file(path)
+        snapshot = SupernetSnapshot.from_file(path)
         try:
             return cls._from_tensors(snapshot.model_settings, snapshot.num_layers, snapshot.tensors)
         except (ValueError, TypeError) as error:
@@ -540,7 +560,7 @@ class BiwsSupernet(nn.Module):
     def load(self, path: str | os.PathLike) -> None:
         """Replace this super-net's weights with a saved one of the same settings; a file that does not fit
         raises :class:`SupernetFileError` and changes nothing."""
-        snapshot = self._read_file(path)
+        snapshot = SupernetSnapshot.from_file(path)
         saved = (json.loads(json.dumps(snapshot.model_settings)), snapshot.num_layers)
         if saved != (json.loads(json.dumps(self.model_settings)), self.num_layers):
             raise SupernetFileError(
