@@ -28,9 +28,11 @@ those: the taps the kernel depends on (the centre 31 for any kernel of 31 taps o
 :meth:`~BiwsSupernet.snapshot` freezes the super-net's tensors (:class:`SupernetSnapshot`, safetensors
 bytes for another process), :meth:`BiwsSupernet.from_snapshot` rebuilds a super-net (or a read-only view)
 from one, a trained candidate gives a :class:`WriteBack` (plain tensors, safetensors bytes) and
-:meth:`~BiwsSupernet.apply` copies one in. A write-back is a copy, not a delta: applying a generation's
-write-backs in proposal order gives the same tensors whichever process computed them, and applying one
-again is harmless. :meth:`~BiwsSupernet.write_back` does both steps at once (sequential BIWS).
+:meth:`~BiwsSupernet.apply` copies one in. A write-back holds values, not deltas: applying a generation's
+write-backs in proposal order gives the same tensors whichever process computed them (the bytes are the
+same too), where two overlap the later one wins, and re-applying the persisted write-backs of an
+interrupted generation in order to its snapshot gives the same tensors again.
+:meth:`~BiwsSupernet.write_back` does both steps at once (sequential BIWS).
 
 This module owns all tensors of the search; the strategies never see it.
 """
