@@ -124,7 +124,7 @@ def biws_against_scratch(arguments: BenchmarkArguments, config: SearchConfig, wo
         set_seed(index)
         candidate = supernet.candidate(architecture)
         pretrain_steps(candidate, arguments.steps, index, arguments.steps)
-        supernet.write_back(architecture, candidate.state_dict())
+        supernet.write_back(candidate)
 
     results = []
     for target in range(arguments.targets):

@@ -36,7 +36,7 @@ from training.tokenization import load_tokenizer
 from .config import BiwsSettings, FinetuningSettings, ModelSettings, PretrainingSettings, SearchConfig
 from .distributed import distributed_state
 from .evaluator import EvaluationContext, EvaluationResult, Evaluator
-from .supernet import SUPERNET_FILE_ROLE, BiwsSupernet
+from .supernet import SUPERNET_FILE_ROLE, BiwsSupernet, plain_state_dict
 
 
 
@@ -232,16 +232,15 @@ class BiwsEvaluator(Evaluator):
         metrics: dict[str, float] = {"pretraining_loss": result.metrics.get("train_loss", math.nan)}
         if self.held_out:
             metrics["held_out_mlm_loss"] = held_out_mlm_loss(model, self.held_out)
-        trained = model.state_dict()
         if self.supernet is not None:
-            self.supernet.write_back(architecture, trained)
+            self.supernet.write_back(model)
         if self.settings.proxy == "mlm_loss":
             cost["wall_seconds"] = time.perf_counter() - started
             return EvaluationResult(score=-metrics["held_out_mlm_loss"], metrics=metrics, cost=cost)
 
-        # finetuning starts from a plain model with these weights (an elastic candidate's kernels derived)
+        # finetuning starts from a plain model with the trained weights (conv kernels derived from their chains)
         pretrained = AutoBertZeroForPreTraining(self.candidate_config(architecture))
-        pretrained.load_state_dict(self.supernet.extract(architecture) if self.supernet is not None else trained, strict=True)
+        pretrained.load_state_dict(plain_state_dict(model), strict=True)
         task_scores = []
         finetuning_started = time.perf_counter()
         for task in finetuning.tasks:

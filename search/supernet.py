@@ -1,57 +1,79 @@
-"""The BIWS super-net (SPEC §5): one set of weights every candidate is initialised from and trains back into.
+"""The BIWS super-net (SPEC §5), made of the model's own modules: the weights every candidate starts from
+and trains back into.
 
-Per layer position the super-net holds both branches: the attention branch (``W_Q, W_K, W_V, W_P`` and
-``W_O``) and the conv branch (GLU projection, output projection and an :class:`ElasticKernel`: 65 taps of
-kernel logits plus one learned transformation matrix per smaller size, identity-initialised and chained
-65 → 31 → 15 → 9 → 7 → 5 → 3 as Once-for-All does for 2-D kernels). Embeddings, LayerNorms, FFNs, the pooler
-and the MLM/NSP heads are shared by every candidate.
+**Structure.** The super-net is the module tree of an ``AutoBertZeroForPreTraining`` (``autobert_zero``,
+``cls``) in which every layer's mixer is a :class:`BiBranchMixer` holding both branches of that position:
+the model's attention mixer with all four projections ``W_Q, W_K, W_V, W_P`` and ``W_O``, and the model's
+conv mixer at the largest kernel with one learned transformation matrix per smaller size
+(:class:`ElasticLightweightConv`: identity-initialised, chained 65 → 31 → 15 → 9 → 7 → 5 → 3 as
+Once-for-All does for 2-D kernels, shared by all channels of the layer). Embeddings, each position's FFN
+and LayerNorms, the pooler and the MLM/NSP heads are the model's modules under the model's names, the MLM
+decoder tied to the word embeddings as in the model. Initialisation is the model's own
+(``initialize_weights``), seeded.
 
-A candidate's conv kernel is a *derived* tensor, so it cannot be written back by copying: the
-transformation matrices and the 65 taps it came from must be what training updated. The candidate is
-therefore trained *through* the chain: :meth:`BiwsSupernet.candidate` builds an
-``AutoBertZeroForPreTraining`` whose conv layers hold copies of the 65 taps and of the transforms on their
-chain as parameters, and compute their kernel from them (a ``torch.nn.utils.parametrize`` parametrization).
-Gradients reach the taps and the transforms; :meth:`BiwsSupernet.write_back` copies them back exactly.
-Everything else is copied name for name. :meth:`BiwsSupernet.extract` gives the plain weights of an
-ordinary ``AutoBertZeroForPreTraining`` (kernel already derived), for finetuning and export.
+**Mapping.** :meth:`BiwsSupernet.module_pairs` is the one place that says where a candidate's weights live
+(Once-for-All's ``get_active_subnet``): it walks the candidate's module tree beside the super-net's and
+pairs modules of the same name, which are of the same class and so have the same parameters, except that a
+candidate's mixer pairs with its position's attention or conv branch by its class. No names are matched by
+pattern, so a parameter renamed in the model is renamed in both trees. :meth:`~BiwsSupernet.extract`,
+:meth:`~BiwsSupernet.candidate` and :meth:`~BiwsSupernet.write_back_from` are operations on these pairs.
+
+**Conv kernels.** A candidate's conv kernel is *derived*, so it cannot be written back by copying: the
+taps and transforms it came from must be what training updates. A candidate's conv mixer therefore holds
+copies of the 65 taps and of the transforms on its chain as parameters and computes its kernel from them (a
+``torch.nn.utils.parametrize`` parametrization); gradients reach both, and the write-back returns exactly
+those: the taps the kernel depends on (the centre 31 for any kernel of 31 taps or fewer) and its chain.
+
+**Generations.** Reading and writing are values, so a generation's children can be trained anywhere:
+:meth:`~BiwsSupernet.snapshot` freezes the super-net's tensors (:class:`SupernetSnapshot`, safetensors
+bytes for another process), :meth:`BiwsSupernet.from_snapshot` rebuilds a super-net (or a read-only view)
+from one, a trained candidate gives a :class:`WriteBack` (plain tensors, safetensors bytes) and
+:meth:`~BiwsSupernet.apply` copies one in. A write-back holds values, not deltas: applying a generation's
+write-backs in proposal order gives the same tensors whichever process computed them (the bytes are the
+same too), where two overlap the later one wins, and re-applying the persisted write-backs of an
+interrupted generation in order to its snapshot gives the same tensors again.
+:meth:`~BiwsSupernet.write_back` does both steps at once (sequential BIWS).
 
 This module owns all tensors of the search; the strategies never see it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import load_file as load_safetensors_file
 from safetensors.torch import save as save_safetensors
 from torch import nn
 from torch.nn.utils import parametrize
+from transformers.initialization import no_init_weights
 
 from modeling_autobert_zero import AutoBertZeroConfig, AutoBertZeroForPreTraining
-from modeling_autobert_zero.attention_programs import INPUT_NAMES
 from modeling_autobert_zero.configuration_autobert_zero import CONV_KERNEL_SIZES
+from modeling_autobert_zero.modeling_autobert_zero import AutoBertZeroLightweightConv, AutoBertZeroSearchedAttention
 
 from .state import atomic_write_bytes
 
 
 KERNEL_CHAIN = tuple(sorted(CONV_KERNEL_SIZES, reverse=True))  # 65, 31, 15, 9, 7, 5, 3
 SUPERNET_FILE_ROLE = "supernet"  # its key in the search state's evaluator_files
-BACKBONE = "autobert_zero."
-TIED_ALIASES = {  # the MLM decoder is tied to the word embeddings and the prediction bias
-    "cls.predictions.decoder.weight": "autobert_zero.embeddings.word_embeddings.weight",
-    "cls.predictions.decoder.bias": "cls.predictions.bias",
-}
-ELASTIC_TAPS = "parametrizations.kernel.original"
-ELASTIC_TRANSFORM = re.compile(r"parametrizations\.kernel\.0\.transforms\.(\d+)$")
-_MIXER_KEY = re.compile(r"^autobert_zero\.encoder\.layer\.(\d+)\.mixer\.(.+)$")
-_LAYER_KEY = re.compile(r"^autobert_zero\.encoder\.layer\.(\d+)\.(.+)$")
+SUPERNET_FORMAT = "autobert-zero-biws-supernet"
+WRITE_BACK_FORMAT = "autobert-zero-biws-write-back"
+FORMAT_VERSION = 1  # 1: the model's module tree with bi-branch mixers; files without a version are older
+# An attention program that reads all four inputs, so the attention branch holds W_Q, W_K, W_V and W_P.
+# The super-net never runs it: the program only decides which projections the module has.
+ALL_INPUTS_PROGRAM = "matmul(softmax(scale(matmul(add(Q, P), transpose(K)))), V)"
+
+
+class SupernetFileError(ValueError):
+    """A super-net or write-back file (or buffer) that cannot be used; the message names it and says why."""
 
 
 def chain_kernel(taps: torch.Tensor, transforms: Mapping[str, torch.Tensor], kernel_size: int) -> torch.Tensor:
@@ -75,21 +97,17 @@ def chain_sizes(kernel_size: int) -> tuple[int, ...]:
     return tuple(size for size in KERNEL_CHAIN[1:] if size >= kernel_size)
 
 
-class ElasticKernel(nn.Module):
-    """65 taps of kernel logits per head and a (k, k) transformation matrix for every smaller size k."""
-
-    def __init__(self, num_heads: int):
-        super().__init__()
-        self.taps = nn.Parameter(torch.empty(num_heads, KERNEL_CHAIN[0]))
-        self.transforms = nn.ParameterDict({str(size): nn.Parameter(torch.eye(size)) for size in KERNEL_CHAIN[1:]})
-
-    def forward(self, kernel_size: int) -> torch.Tensor:
-        return chain_kernel(self.taps, self.transforms, kernel_size)
+def used_taps(kernel_size: int) -> slice:
+    """The taps of the largest kernel that a ``kernel_size``-tap kernel depends on: all 65 for 65; for any
+    smaller size the centre 31, since every chain starts by cropping to 31 and mixing all of them."""
+    width = KERNEL_CHAIN[0] if kernel_size == KERNEL_CHAIN[0] else KERNEL_CHAIN[1]
+    start = (KERNEL_CHAIN[0] - width) // 2
+    return slice(start, start + width)
 
 
-class ChainedKernel(nn.Module):
-    """A candidate conv layer's parametrization: its kernel computed from its copy of the 65 taps (the
-    parametrized tensor) through its copies of the transforms on its chain, so both are trained."""
+class KernelChain(nn.Module):
+    """A candidate conv mixer's parametrization: its kernel computed from its copy of the 65 taps (the
+    parametrized tensor) through its copies of the transforms on its chain, so training updates both."""
 
     def __init__(self, transforms: Mapping[str, torch.Tensor], kernel_size: int):
         super().__init__()
@@ -102,90 +120,258 @@ class ChainedKernel(nn.Module):
         return chain_kernel(taps, self.transforms, self.kernel_size)
 
 
-class AttentionBranch(nn.Module):
-    def __init__(self, hidden_size: int):
+class ElasticLightweightConv(AutoBertZeroLightweightConv):
+    """The conv branch of one layer position: the model's conv mixer at the largest kernel (its ``kernel``
+    holds 65 taps per head) plus a learned ``(k, k)`` transform for every smaller size ``k``.
+
+    Being the model's conv mixer, it is initialised by the model (``_init_weights``); the transforms start
+    as identities, so every smaller kernel starts as the centre crop of the 65 taps.
+    """
+
+    def __init__(self, config: AutoBertZeroConfig, layer_idx: int):
+        super().__init__(config, KERNEL_CHAIN[0], layer_idx)
+        self.kernel_transforms = nn.ParameterDict(
+            {str(size): nn.Parameter(torch.eye(size)) for size in KERNEL_CHAIN[1:]}
+        )
+
+    def derived_kernel(self, kernel_size: int) -> torch.Tensor:
+        return chain_kernel(self.kernel, self.kernel_transforms, kernel_size)
+
+    def train_through_chain(self, mixer: AutoBertZeroLightweightConv) -> None:
+        """Make a candidate's conv mixer compute its kernel from its own copies of these 65 taps and of the
+        transforms on its chain (see :class:`KernelChain`), so that training updates exactly what
+        :meth:`trained_slots` gives back."""
+        del mixer.kernel
+        mixer.kernel = nn.Parameter(self.kernel.detach().clone())
+        parametrize.register_parametrization(
+            mixer, "kernel", KernelChain(self.kernel_transforms, mixer.kernel_size), unsafe=True
+        )
+
+    def trained_slots(self, mixer: nn.Module, where: str) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        """(super-net parameter, trained value) for a mixer made by :meth:`train_through_chain`: the taps its
+        kernel depends on (a centre slice of :attr:`kernel`) and each transform on its chain."""
+        chain = mixer.parametrizations.kernel[0] if parametrize.is_parametrized(mixer, "kernel") else None
+        if not isinstance(chain, KernelChain):
+            raise ValueError(
+                f"{where}: this conv kernel is a plain tensor, not derived through the kernel chain, so it cannot be "
+                "written back exactly; write back a model that BiwsSupernet.candidate() built"
+            )
+        taps = mixer.parametrizations.kernel.original
+        return [
+            (self.kernel, taps[:, used_taps(chain.kernel_size)]),
+            *((self.kernel_transforms[size], transform) for size, transform in chain.transforms.items()),
+        ]
+
+    def centre_taps(self, width: int) -> torch.Tensor:
+        """The centre ``width`` taps of :attr:`kernel` (a view), where a write-back of a smaller kernel goes."""
+        if width not in KERNEL_CHAIN[:2]:
+            raise ValueError(f"{width} taps: a kernel depends on {KERNEL_CHAIN[0]} or {KERNEL_CHAIN[1]} of them (used_taps)")
+        start = (self.kernel.shape[-1] - width) // 2
+        return self.kernel[:, start : start + width]
+
+
+class BiBranchMixer(nn.Module):
+    """Both mixers of one layer position (SPEC §5). It never runs: a candidate's mixer takes its weights
+    from the branch of its own class."""
+
+    def __init__(self, attention: AutoBertZeroSearchedAttention, conv: ElasticLightweightConv):
         super().__init__()
-        self.input_projections = nn.ModuleDict({name: nn.Linear(hidden_size, hidden_size) for name in INPUT_NAMES})
-        self.output_projection = nn.Linear(hidden_size, hidden_size)
+        self.attention = attention
+        self.conv = conv
+
+    def branch_for(self, mixer: nn.Module) -> nn.Module:
+        if isinstance(mixer, AutoBertZeroSearchedAttention):
+            return self.attention
+        if isinstance(mixer, AutoBertZeroLightweightConv):
+            return self.conv
+        raise TypeError(f"layer {self.conv.layer_idx}: no super-net branch for a {type(mixer).__name__} mixer")
 
 
-class ConvBranch(nn.Module):
-    def __init__(self, hidden_size: int, num_heads: int):
-        super().__init__()
-        self.glu_projection = nn.Linear(hidden_size, 2 * hidden_size)
-        self.output_projection = nn.Linear(hidden_size, hidden_size)
-        self.elastic_kernel = ElasticKernel(num_heads)
+def _initial_value(supernet_module: nn.Module, candidate_module: nn.Module, name: str) -> torch.Tensor:
+    """The super-net tensor a candidate module's own parameter ``name`` starts from (a conv kernel derived)."""
+    if isinstance(supernet_module, ElasticLightweightConv) and name == "kernel":
+        return supernet_module.derived_kernel(candidate_module.kernel_size)
+    return supernet_module.get_parameter(name)
 
 
-class SupernetLayer(nn.Module):
-    def __init__(self, config: AutoBertZeroConfig):
-        super().__init__()
-        hidden = config.hidden_size
-        self.attention = AttentionBranch(hidden)
-        self.conv = ConvBranch(hidden, config.conv_num_heads)
-        self.mixer_layer_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
-        self.intermediate = nn.Linear(hidden, config.intermediate_size)
-        self.output = nn.Linear(config.intermediate_size, hidden)
-        self.output_layer_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+def plain_state_dict(candidate: nn.Module) -> dict[str, torch.Tensor]:
+    """A candidate's weights as a plain ``AutoBertZeroForPreTraining`` state dict, each chained conv kernel
+    replaced by the kernel it derives: what finetuning starts from, read from the trained candidate itself
+    (so a worker needs no super-net), and bit-equal to :meth:`BiwsSupernet.extract` after its write-back."""
+    weights = candidate.state_dict()
+    for name, module in candidate.named_modules():
+        if parametrize.is_parametrized(module):
+            prefix = f"{name}.parametrizations."
+            weights = {key: value for key, value in weights.items() if not key.startswith(prefix)}
+            weights.update({f"{name}.{tensor}": getattr(module, tensor).detach() for tensor in module.parametrizations})
+    return weights
 
 
-class _Namespace(nn.Module):
-    """A bare container, so super-net names read like the model's (``embeddings.LayerNorm.weight``)."""
+# ---------------------------------------------------------------------------------------------------------
+# Values: snapshots and write-backs, as plain tensors and safetensors bytes.
+# ---------------------------------------------------------------------------------------------------------
+
+
+METADATA_KEY = "biws"  # the one metadata entry: safetensors writes several in an order that varies by process
+
+
+def _to_bytes(tensors: Mapping[str, torch.Tensor], description: Mapping[str, Any]) -> bytes:
+    """Safetensors bytes whose metadata is ``description`` as one sorted JSON document, so the same tensors
+    and description give the same bytes in any process."""
+    contiguous = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+    return save_safetensors(contiguous, metadata={METADATA_KEY: json.dumps(dict(description), sort_keys=True)})
+
+
+def _read_bytes(data: bytes, source: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Metadata and tensors of safetensors bytes."""
+    try:
+        tensors = load_safetensors(data)
+    except SafetensorError as error:
+        raise SupernetFileError(f"{source}: not a complete safetensors file ({error}); it is truncated or corrupted") from None
+    header_length = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + header_length]).get("__metadata__") or {}, tensors
+
+
+def _read_file(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Metadata and tensors of a safetensors file, the tensors memory-mapped (read as they are used)."""
+    try:
+        tensors = load_safetensors_file(path)
+        with safe_open(path, framework="pt") as handle:
+            return handle.metadata() or {}, tensors
+    except SafetensorError as error:
+        raise SupernetFileError(f"{path}: not a complete safetensors file ({error}); it is truncated or corrupted") from None
+
+
+def _description(metadata: Mapping[str, str], source: str, expected_format: str) -> dict[str, Any]:
+    """The description :func:`_to_bytes` stored, checked to be in ``expected_format`` and this version."""
+    if METADATA_KEY not in metadata:
+        if expected_format == SUPERNET_FORMAT and "model_settings" in metadata:
+            raise SupernetFileError(
+                f"{source}: a super-net file in an older format (no format version; this version reads format "
+                f"{FORMAT_VERSION}, the model's own module tree); resume it with the autobert-zero version that "
+                "wrote it, or start a new search"
+            )
+        raise SupernetFileError(f"{source}: its metadata has no {METADATA_KEY!r} entry: not in the {expected_format!r} format")
+    try:
+        description = json.loads(metadata[METADATA_KEY])
+    except json.JSONDecodeError as error:
+        raise SupernetFileError(f"{source}: its {METADATA_KEY!r} metadata is not JSON ({error})") from None
+    if not isinstance(description, dict) or description.get("format") != expected_format:
+        found = description.get("format") if isinstance(description, dict) else None
+        raise SupernetFileError(f"{source}: its format is {found!r}, expected {expected_format!r}")
+    version = description.get("format_version")
+    if version != FORMAT_VERSION:
+        age = "an older" if type(version) is int and version < FORMAT_VERSION else "a newer or unknown"
+        raise SupernetFileError(
+            f"{source}: {expected_format} format version {version!r} is {age} one; this version reads {FORMAT_VERSION}"
+        )
+    return description
+
+
+def _supernet_description(model_settings: Mapping[str, Any], num_layers: int) -> dict[str, Any]:
+    return {
+        "format": SUPERNET_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_settings": dict(model_settings),
+        "num_layers": num_layers,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class SupernetSnapshot:
+    """The super-net's tensors at one moment (copies, never written to): what every child of a generation
+    starts from. ``tensors`` maps the super-net's parameter names (each tied parameter once) to tensors;
+    :meth:`to_bytes` is the super-net file's content, so a snapshot travels to another process as bytes."""
+
+    model_settings: Mapping[str, Any]
+    num_layers: int
+    tensors: Mapping[str, torch.Tensor]
+
+    def to_bytes(self) -> bytes:
+        return _to_bytes(self.tensors, _supernet_description(self.model_settings, self.num_layers))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "super-net bytes") -> "SupernetSnapshot":
+        return cls._checked(*_read_bytes(data, source), source)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "SupernetSnapshot":
+        """A super-net file's snapshot, its tensors memory-mapped."""
+        return cls._checked(*_read_file(path), str(path))
+
+    @classmethod
+    def _checked(cls, metadata: Mapping[str, str], tensors: dict[str, torch.Tensor], source: str) -> "SupernetSnapshot":
+        description = _description(metadata, source, SUPERNET_FORMAT)
+        model_settings, num_layers = description.get("model_settings"), description.get("num_layers")
+        if not isinstance(model_settings, dict) or type(num_layers) is not int or num_layers < 1:
+            raise SupernetFileError(
+                f"{source}: expected an object of model settings and a positive num_layers in its metadata, got "
+                f"{model_settings!r:.80} and {num_layers!r:.20}"
+            )
+        return cls(model_settings, num_layers, tensors)
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteBack:
+    """What one trained candidate gives back: exactly the super-net slots it trained (super-net parameter
+    names → values; a conv layer's taps as the centre slice its kernel depends on, plus its chain's
+    transforms). Plain tensors, so a worker can return it and a driver can persist it (:meth:`to_bytes`)
+    before :meth:`BiwsSupernet.apply` copies it in."""
+
+    architecture: list[dict[str, Any]]
+    tensors: Mapping[str, torch.Tensor]
+
+    def to_bytes(self) -> bytes:
+        description = {"format": WRITE_BACK_FORMAT, "format_version": FORMAT_VERSION, "architecture": self.architecture}
+        return _to_bytes(self.tensors, description)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "write-back bytes") -> "WriteBack":
+        metadata, tensors = _read_bytes(data, source)
+        architecture = _description(metadata, source, WRITE_BACK_FORMAT).get("architecture")
+        if not isinstance(architecture, list):
+            raise SupernetFileError(f"{source}: expected the candidate's architecture (a list of layers) in its metadata")
+        return cls(architecture, tensors)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The super-net.
+# ---------------------------------------------------------------------------------------------------------
 
 
 class BiwsSupernet(nn.Module):
-    """Bi-branch weight sharing over ``num_layers`` positions.
+    """Bi-branch weight sharing over ``num_layers`` positions (see the module docstring).
 
     ``model_settings`` are the :class:`~modeling_autobert_zero.AutoBertZeroConfig` fields every candidate
-    shares (sizes, vocabulary, dropouts; not ``layers``). Initialisation follows the model's
-    (BERT's: normal(0, ``initializer_range``) weights, zero biases, unit LayerNorms, a zero padding
-    embedding, small normal kernel logits) and is seeded, so two super-nets with the same seed are equal.
+    shares (sizes, vocabulary, dropouts; not ``layers``). Two super-nets with the same settings and seed are
+    equal; building one leaves torch's global random generator as it was. ``initialise=False`` builds the
+    modules without initialising them, for tensors assigned next (:meth:`from_snapshot`).
     """
 
-    def __init__(self, model_settings: Mapping[str, Any], num_layers: int, seed: int = 0):
+    def __init__(self, model_settings: Mapping[str, Any], num_layers: int, seed: int = 0, *, initialise: bool = True):
         super().__init__()
         self.model_settings = dict(model_settings)
         self.num_layers = num_layers
-        config = self.candidate_config([{"type": "conv", "kernel_size": KERNEL_CHAIN[-1]}] * num_layers)
-        self.config = config
-        hidden = config.hidden_size
-        self.embeddings = _Namespace()
-        self.embeddings.word_embeddings = nn.Embedding(config.vocab_size, hidden)
-        self.embeddings.position_embeddings = nn.Embedding(config.max_position_embeddings, hidden)
-        self.embeddings.token_type_embeddings = nn.Embedding(config.type_vocab_size, hidden)
-        self.embeddings.LayerNorm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
-        self.layer = nn.ModuleList([SupernetLayer(config) for _ in range(num_layers)])
-        self.pooler = _Namespace()
-        self.pooler.dense = nn.Linear(hidden, hidden)
-        self.cls = _Namespace()
-        self.cls.predictions = _Namespace()
-        self.cls.predictions.transform = _Namespace()
-        self.cls.predictions.transform.dense = nn.Linear(hidden, hidden)
-        self.cls.predictions.transform.LayerNorm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
-        self.cls.predictions.bias = nn.Parameter(torch.zeros(config.vocab_size))
-        self.cls.seq_relationship = nn.Linear(hidden, 2)
-        self._initialise(seed)
+        self.shares_snapshot = False
+        config = self.candidate_config([{"type": "attention", "program": ALL_INPUTS_PROGRAM}] * num_layers)
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            if initialise:
+                model = self._bi_branch_model(config)
+                model.initialize_weights()  # the conv branches; everything else was initialised on construction
+            else:
+                with no_init_weights():
+                    model = self._bi_branch_model(config)
+                model.tie_weights()
+        self.autobert_zero = model.autobert_zero
+        self.cls = model.cls
 
-    @torch.no_grad()
-    def _initialise(self, seed: int) -> None:
-        generator = torch.Generator().manual_seed(seed)
-        std = self.config.initializer_range
-        for name, module in self.named_modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                module.weight.normal_(0.0, std, generator=generator)
-                if isinstance(module, nn.Linear):
-                    module.bias.zero_()
-            elif isinstance(module, nn.LayerNorm):
-                module.weight.fill_(1.0)
-                module.bias.zero_()
-            elif isinstance(module, ElasticKernel):
-                module.taps.normal_(0.0, std, generator=generator)
-        if self.config.pad_token_id is not None:
-            self.embeddings.word_embeddings.weight[self.config.pad_token_id].zero_()
-
-    # -----------------------------------------------------------------------------------------------------
-    # Candidates.
-    # -----------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _bi_branch_model(config: AutoBertZeroConfig) -> AutoBertZeroForPreTraining:
+        model = AutoBertZeroForPreTraining(config)
+        for index, layer in enumerate(model.autobert_zero.encoder.layer):
+            layer.mixer = BiBranchMixer(layer.mixer, ElasticLightweightConv(config, index))
+        return model
 
     def candidate_config(self, architecture: Sequence[Mapping[str, Any]]) -> AutoBertZeroConfig:
         return AutoBertZeroConfig(layers=[dict(layer) for layer in architecture], **self.model_settings)
@@ -194,144 +380,198 @@ class BiwsSupernet(nn.Module):
         if len(architecture) != self.num_layers:
             raise ValueError(f"the super-net has {self.num_layers} layer positions, the architecture {len(architecture)}")
 
-    def supernet_name(self, name: str, architecture: Sequence[Mapping[str, Any]]) -> str:
-        """The super-net parameter a candidate parameter comes from (tied aliases resolved)."""
-        name = TIED_ALIASES.get(name, name)
-        mixer = _MIXER_KEY.match(name)
-        if mixer:
-            index, rest = int(mixer.group(1)), mixer.group(2)
-            branch = "attention" if architecture[index]["type"] == "attention" else "conv"
-            if rest == "kernel" or rest == ELASTIC_TAPS:
-                return f"layer.{index}.conv.elastic_kernel.taps"
-            transform = ELASTIC_TRANSFORM.match(rest)
-            if transform:
-                return f"layer.{index}.conv.elastic_kernel.transforms.{transform.group(1)}"
-            return f"layer.{index}.{branch}.{rest}"
-        layer = _LAYER_KEY.match(name)
-        if layer:
-            return f"layer.{layer.group(1)}.{layer.group(2)}"
-        return name[len(BACKBONE) :] if name.startswith(BACKBONE) else name
+    # -----------------------------------------------------------------------------------------------------
+    # The mapping, and the operations on it.
+    # -----------------------------------------------------------------------------------------------------
 
-    def candidate_names(self, architecture: Sequence[Mapping[str, Any]]) -> list[str]:
-        """The state-dict names of the candidate's ``AutoBertZeroForPreTraining`` (built on the meta device)."""
-        with torch.device("meta"):
-            model = AutoBertZeroForPreTraining(self.candidate_config(architecture))
-        return list(model.state_dict())
+    def module_pairs(self, candidate: nn.Module) -> list[tuple[str, nn.Module, nn.Module]]:
+        """``(name, candidate module, super-net module)`` for every module of ``candidate`` (an
+        ``AutoBertZeroForPreTraining`` of any architecture with this super-net's settings), parents first;
+        ``name`` is the module's prefix in the candidate's state dict.
+
+        The one place that says where a candidate's weights live: modules pair by name, and a mixer with
+        its position's branch of the same class. Each candidate module's own parameters are those of its
+        super-net module under the same names, except a conv mixer's kernel, which the conv branch derives
+        (:class:`ElasticLightweightConv`); a candidate's kernel chain belongs to that branch too.
+        """
+        pairs: list[tuple[str, nn.Module, nn.Module]] = []
+
+        def visit(name: str, candidate_module: nn.Module, supernet_module: nn.Module) -> None:
+            if isinstance(supernet_module, BiBranchMixer):
+                supernet_module = supernet_module.branch_for(candidate_module)
+            pairs.append((name, candidate_module, supernet_module))
+            chained = parametrize.is_parametrized(candidate_module)
+            for child_name, child in candidate_module.named_children():
+                if chained and child_name == "parametrizations":
+                    continue
+                try:
+                    counterpart = supernet_module.get_submodule(child_name)
+                except AttributeError:
+                    raise ValueError(
+                        f"candidate module {name}{child_name} has no counterpart in the super-net "
+                        f"({self.num_layers} layers, {self.model_settings}); was the candidate built by another one?"
+                    ) from None
+                visit(f"{name}{child_name}.", child, counterpart)
+
+        visit("", candidate, self)
+        return pairs
 
     @torch.no_grad()
     def extract(self, architecture: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         """The candidate's weights as a plain ``AutoBertZeroForPreTraining`` state dict (copies; conv kernels
-        derived through the chain), loadable with ``load_state_dict(..., strict=True)``."""
+        derived through the chain), loadable with ``load_state_dict(..., strict=True)``: for finetuning and
+        export."""
         self._check_architecture(architecture)
-        parameters = dict(self.named_parameters())
+        with torch.device("meta"):
+            skeleton = AutoBertZeroForPreTraining(self.candidate_config(architecture))
         weights = {}
-        for name in self.candidate_names(architecture):
-            mixer = _MIXER_KEY.match(name)
-            if mixer and mixer.group(2) == "kernel":
-                index = int(mixer.group(1))
-                kernel = self.layer[index].conv.elastic_kernel(architecture[index]["kernel_size"])
-                weights[name] = kernel.detach().clone().contiguous()
-            else:
-                weights[name] = parameters[self.supernet_name(name, architecture)].detach().clone()
+        for name, candidate_module, supernet_module in self.module_pairs(skeleton):
+            for parameter_name, _ in candidate_module.named_parameters(recurse=False):
+                value = _initial_value(supernet_module, candidate_module, parameter_name)
+                weights[name + parameter_name] = value.detach().clone(memory_format=torch.contiguous_format)
         return weights
 
+    @torch.no_grad()
     def candidate(self, architecture: Sequence[Mapping[str, Any]]) -> AutoBertZeroForPreTraining:
-        """A trainable candidate initialised from the super-net, its conv kernels parametrised through the
-        chain (see the module docstring). Train it, then hand its ``state_dict()`` to :meth:`write_back`."""
-        model = AutoBertZeroForPreTraining(self.candidate_config(architecture))
-        model.load_state_dict(self.extract(architecture), strict=True)
-        for index, layer in enumerate(architecture):
-            if layer["type"] != "conv":
-                continue
-            mixer = model.autobert_zero.encoder.layer[index].mixer
-            elastic = self.layer[index].conv.elastic_kernel
-            del mixer.kernel
-            mixer.kernel = nn.Parameter(elastic.taps.detach().clone())
-            parametrize.register_parametrization(
-                mixer, "kernel", ChainedKernel(elastic.transforms, layer["kernel_size"]), unsafe=True
-            )
+        """A trainable candidate initialised from the super-net, its conv kernels derived through their chains
+        (see the module docstring). Train it, then hand it to :meth:`write_back_from` or :meth:`write_back`."""
+        self._check_architecture(architecture)
+        with no_init_weights():  # every weight is copied from the super-net next
+            model = AutoBertZeroForPreTraining(self.candidate_config(architecture))
+        model.tie_weights()
+        for _, candidate_module, supernet_module in self.module_pairs(model):
+            for parameter_name, parameter in candidate_module.named_parameters(recurse=False):
+                parameter.copy_(_initial_value(supernet_module, candidate_module, parameter_name))
+            if isinstance(supernet_module, ElasticLightweightConv):
+                supernet_module.train_through_chain(candidate_module)
         return model
 
-    @torch.no_grad()
-    def write_back(self, architecture: Sequence[Mapping[str, Any]], state_dict: Mapping[str, torch.Tensor]) -> None:
-        """Copy a trained candidate's weights back to the positions they came from.
+    def write_back_from(self, candidate: AutoBertZeroForPreTraining, copy: bool = True) -> WriteBack:
+        """The slots a (trained) candidate from :meth:`candidate` gives back, as a value; the super-net is not
+        changed. Only the projections an attention program reads are in it, only the branch a position used,
+        of a conv layer only the taps its kernel depends on and the transforms on its chain.
 
-        ``state_dict`` is the ``state_dict()`` of a model from :meth:`candidate` (conv kernels as taps and
-        transforms). Of the 65 taps, only those the candidate's kernel depends on are written: the centre 31
-        for a kernel of 31 taps or fewer. A plain derived kernel is refused: it cannot be written back exactly.
-        """
-        self._check_architecture(architecture)
-        expected = set(self.candidate_names(architecture))
-        expected = {name for name in expected if not (_MIXER_KEY.match(name) and name.endswith(".mixer.kernel"))}
-        for index, layer in enumerate(architecture):
-            if layer["type"] == "conv":
-                prefix = f"autobert_zero.encoder.layer.{index}.mixer."
-                expected.add(prefix + ELASTIC_TAPS)
-                expected.update(f"{prefix}parametrizations.kernel.0.transforms.{size}" for size in chain_sizes(layer["kernel_size"]))
-        given = set(state_dict)
-        if given != expected:
-            missing, unexpected = sorted(expected - given), sorted(given - expected)
-            raise ValueError(
-                "write_back: the state dict does not match this architecture's candidate "
-                f"(missing {missing[:4]}{'…' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}"
-                f"{'…' if len(unexpected) > 4 else ''}); pass the state_dict() of the model candidate() built"
-            )
-        parameters = dict(self.named_parameters())
-        for name, tensor in state_dict.items():
-            if name in TIED_ALIASES:
-                continue
-            target = parameters[self.supernet_name(name, architecture)]
-            if name.endswith(ELASTIC_TAPS):
-                kernel_size = architecture[int(_MIXER_KEY.match(name).group(1))]["kernel_size"]
-                used = KERNEL_CHAIN[0] if kernel_size == KERNEL_CHAIN[0] else KERNEL_CHAIN[1]
-                start = (KERNEL_CHAIN[0] - used) // 2
-                target[:, start : start + used].copy_(tensor[:, start : start + used])
+        ``copy=False`` leaves the candidate's own tensors in it (no copy: valid until the candidate trains
+        again), for a write-back applied at once."""
+        slot_names = {id(parameter): name for name, parameter in self.named_parameters()}
+        tensors: dict[str, torch.Tensor] = {}
+        for name, candidate_module, supernet_module in self.module_pairs(candidate):
+            if isinstance(supernet_module, ElasticLightweightConv):
+                slots = supernet_module.trained_slots(candidate_module, where=name.rstrip("."))
             else:
-                target.copy_(tensor)
+                slots = [
+                    (supernet_module.get_parameter(parameter_name), parameter)
+                    for parameter_name, parameter in candidate_module.named_parameters(recurse=False)
+                ]
+            for slot, value in slots:
+                value = value.detach()
+                tensors[slot_names[id(slot)]] = value.clone(memory_format=torch.contiguous_format) if copy else value
+        return WriteBack(architecture=candidate.config.to_dict()["layers"], tensors=tensors)
+
+    @torch.no_grad()
+    def apply(self, write_back: WriteBack) -> None:
+        """Copy a write-back into the super-net, all of it or (if any entry does not fit) nothing."""
+        if self.shares_snapshot:
+            raise RuntimeError("this super-net shares a snapshot's tensors (from_snapshot(share=True)); applying would change the snapshot")
+        slots = dict(self.named_parameters())
+        elastic = {id(module.kernel): module for module in self.modules() if isinstance(module, ElasticLightweightConv)}
+        targets = []
+        for name, tensor in write_back.tensors.items():
+            slot = slots.get(name)
+            if slot is None:
+                raise ValueError(f"write-back entry {name!r}: the super-net has no such parameter")
+            target = slot
+            if tensor.shape != slot.shape and id(slot) in elastic and tensor.shape[:-1] == slot.shape[:-1]:
+                target = elastic[id(slot)].centre_taps(tensor.shape[-1])
+            if tensor.shape != target.shape or tensor.dtype != target.dtype:
+                raise ValueError(
+                    f"write-back entry {name!r}: {tuple(tensor.shape)} {tensor.dtype}, the super-net holds "
+                    f"{tuple(slot.shape)} {slot.dtype}"
+                )
+            targets.append((target, tensor))
+        for target, tensor in targets:
+            target.copy_(tensor)
+
+    def write_back(self, candidate: AutoBertZeroForPreTraining) -> None:
+        """Sequential BIWS: give a trained candidate's weights back to the positions they came from, now."""
+        self.apply(self.write_back_from(candidate, copy=False))
 
     # -----------------------------------------------------------------------------------------------------
-    # Files.
+    # Snapshots and files.
     # -----------------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> SupernetSnapshot:
+        tensors = {name: parameter.detach().clone() for name, parameter in self.named_parameters()}
+        return SupernetSnapshot(dict(self.model_settings), self.num_layers, tensors)
+
+    @classmethod
+    def from_snapshot(cls, snapshot: SupernetSnapshot, share: bool = False) -> "BiwsSupernet":
+        """A super-net holding a snapshot's values: a copy, or with ``share=True`` the snapshot's own tensors
+        (no copy; enough to build candidates and write-backs, which copy, but :meth:`apply` is refused)."""
+        tensors = snapshot.tensors if share else {name: tensor.clone() for name, tensor in snapshot.tensors.items()}
+        supernet = cls._from_tensors(snapshot.model_settings, snapshot.num_layers, tensors)
+        supernet.shares_snapshot = share
+        return supernet
+
+    @classmethod
+    def _from_tensors(
+        cls, model_settings: Mapping[str, Any], num_layers: int, tensors: Mapping[str, torch.Tensor]
+    ) -> "BiwsSupernet":
+        supernet = cls(model_settings, num_layers, initialise=False)
+        supernet._check_tensors(tensors)
+        owners: dict[str, list[tuple[nn.Module, str]]] = {}
+        slot_names = {id(parameter): name for name, parameter in supernet.named_parameters()}
+        for module in supernet.modules():
+            for attribute, parameter in module.named_parameters(recurse=False):
+                owners.setdefault(slot_names[id(parameter)], []).append((module, attribute))
+        for name, places in owners.items():  # a tied parameter stays one parameter
+            parameter = nn.Parameter(tensors[name])
+            for module, attribute in places:
+                setattr(module, attribute, parameter)
+        return supernet
+
+    def _check_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        own = dict(self.named_parameters())
+        if set(tensors) != set(own):
+            missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+            raise ValueError(
+                f"the tensors are not those of a super-net of {self.num_layers} layers with these settings "
+                f"(missing {missing[:4]}{'…' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}"
+                f"{'…' if len(unexpected) > 4 else ''})"
+            )
+        for name, tensor in tensors.items():
+            if tensor.shape != own[name].shape or tensor.dtype != own[name].dtype:
+                raise ValueError(
+                    f"{name} is {tuple(tensor.shape)} {tensor.dtype}, expected {tuple(own[name].shape)} {own[name].dtype}"
+                )
 
     def save(self, path: str | os.PathLike) -> None:
-        """Safetensors, written atomically; the metadata records how to rebuild the super-net."""
-        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
-        metadata = {"model_settings": json.dumps(self.model_settings, sort_keys=True), "num_layers": str(self.num_layers)}
-        atomic_write_bytes(path, save_safetensors(tensors, metadata=metadata))
-
-    @staticmethod
-    def _file_metadata(path: str | os.PathLike) -> tuple[dict[str, Any], int]:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        if "model_settings" not in metadata or "num_layers" not in metadata:
-            raise ValueError(f"{path}: not a BIWS super-net file (no model_settings/num_layers in its metadata)")
-        return json.loads(metadata["model_settings"]), int(metadata["num_layers"])
+        """Safetensors, written atomically: the bytes of :meth:`snapshot` (taken without an extra copy)."""
+        tensors = {name: parameter.detach() for name, parameter in self.named_parameters()}
+        atomic_write_bytes(path, _to_bytes(tensors, _supernet_description(self.model_settings, self.num_layers)))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "BiwsSupernet":
-        model_settings, num_layers = cls._file_metadata(path)
-        supernet = cls(model_settings, num_layers)
-        supernet.load_tensors(load_file(str(path)), str(path))
-        return supernet
-
-    def load(self, path: str | os.PathLike) -> None:
-        """Replace this super-net's weights with a saved one of the same settings."""
-        model_settings, num_layers = self._file_metadata(path)
-        if (model_settings, num_layers) != (json.loads(json.dumps(self.model_settings)), self.num_layers):
-            raise ValueError(
-                f"{path}: saved for {num_layers} layers with {model_settings}, this super-net has "
-                f"{self.num_layers} layers with {self.model_settings}"
-            )
-        self.load_tensors(load_file(str(path)), str(path))
+        snapshot = SupernetSnapshot.from_file(path)
+        try:
+            return cls._from_tensors(snapshot.model_settings, snapshot.num_layers, snapshot.tensors)
+        except (ValueError, TypeError) as error:
+            raise SupernetFileError(f"{path}: {error}") from error
 
     @torch.no_grad()
-    def load_tensors(self, tensors: Mapping[str, torch.Tensor], source: str) -> None:
-        own = self.state_dict()
-        if set(tensors) != set(own):
-            missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
-            raise ValueError(f"{source}: super-net tensors do not match (missing {missing[:4]}, unexpected {unexpected[:4]})")
-        for name, tensor in tensors.items():
-            if tensor.shape != own[name].shape:
-                raise ValueError(f"{source}: {name} has shape {tuple(tensor.shape)}, expected {tuple(own[name].shape)}")
-            own[name].copy_(tensor)
-
+    def load(self, path: str | os.PathLike) -> None:
+        """Replace this super-net's weights with a saved one of the same settings; a file that does not fit
+        raises :class:`SupernetFileError` and changes nothing."""
+        snapshot = SupernetSnapshot.from_file(path)
+        saved = (json.loads(json.dumps(snapshot.model_settings)), snapshot.num_layers)
+        if saved != (json.loads(json.dumps(self.model_settings)), self.num_layers):
+            raise SupernetFileError(
+                f"{path}: saved for {snapshot.num_layers} layers with {snapshot.model_settings}, this super-net has "
+                f"{self.num_layers} layers with {self.model_settings}"
+            )
+        try:
+            self._check_tensors(snapshot.tensors)
+        except ValueError as error:
+            raise SupernetFileError(f"{path}: {error}") from None
+        for name, parameter in self.named_parameters():
+            parameter.copy_(snapshot.tensors[name])

@@ -123,6 +123,22 @@ def test_a_non_finite_pretraining_is_an_error_and_writes_nothing_back(tmp_path, 
     assert all(torch.equal(before[name], tensor) for name, tensor in evaluator.supernet.state_dict().items())
 
 
+def test_an_unreadable_super_net_file_stops_the_resume_naming_it_and_deletes_nothing(tmp_path):
+    from search.biws_evaluator import BiwsEvaluator
+    from search.supernet import SupernetFileError
+
+    evaluator = BiwsEvaluator.from_config(smoke_config(tmp_path))
+    named, orphan = tmp_path / "supernet-000002.safetensors", tmp_path / "supernet-000003.safetensors"
+    evaluator.supernet.save(named)
+    evaluator.supernet.save(orphan)  # as a kill between writing a super-net and the state leaves it
+    named.write_bytes(named.read_bytes()[:-10])
+    before = {name: tensor.clone() for name, tensor in evaluator.supernet.state_dict().items()}
+    with pytest.raises(SupernetFileError, match=rf"^{named}: not a complete safetensors file"):
+        evaluator.load(tmp_path, {"supernet": named.name})
+    assert named.is_file() and orphan.is_file()
+    assert all(torch.equal(before[name], tensor) for name, tensor in evaluator.supernet.state_dict().items())
+
+
 def test_a_latency_budget_makes_slow_candidates_infeasible_before_training(tmp_path):
     from search.biws_evaluator import BiwsEvaluator
 
