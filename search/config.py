@@ -18,11 +18,12 @@ from typing import Any
 
 import yaml
 
+from modeling_autobert_zero.architecture import ModelDimensions
 from training.overrides import OverrideError, apply_overrides
 
 from .evaluator import SYNTHETIC_LANDSCAPES
 from .objective import Objective
-from .space import ModelDimensions, SearchSpace
+from .space import SearchSpace
 from .strategies import STRATEGIES, StrategySettings
 
 
