@@ -166,7 +166,13 @@ def architecture_key(layers: Sequence[Mapping[str, Any]]) -> str:
     The layers' keys joined by `` | ``; each program's key is its canonical instruction list written compactly,
     so the key's length is linear in the architecture's size.
     """
-    return " | ".join(layer_key(layer) for layer in layers)
+    return key_from_layer_keys([layer_key(layer) for layer in layers])
+
+
+def key_from_layer_keys(layer_keys: Sequence[str]) -> str:
+    """The :func:`architecture_key` of layers whose :func:`layer_key` s are known already (a mutation that changes
+    one layer of twelve recomputes one key, not twelve)."""
+    return " | ".join(layer_keys)
 
 
 def architecture_id(layers: Sequence[Mapping[str, Any]]) -> str:
@@ -325,6 +331,7 @@ __all__ = [
     "describe_layer",
     "describe_program",
     "forward_flops",
+    "key_from_layer_keys",
     "layer_key",
     "layers_at_size",
     "repeat_blocks_in_place",

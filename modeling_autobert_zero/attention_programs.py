@@ -718,15 +718,6 @@ def program_key(program: Program) -> str:
     )
 
 
-def architecture_key(program: Program) -> str:
-    """The canonical form printed as one expression (the search's key so far).
-
-    The expression repeats shared values, so its length can grow exponentially with the program's: prefer
-    :func:`program_key`, which is equal for the same programs and linear in size.
-    """
-    return canonical_program(program).to_expression()
-
-
 @dataclasses.dataclass(frozen=True)
 class FusedAttentionPlan:
     """How a program maps onto fused attention: ``softmax(scaling · q kᵀ) · v``.

@@ -17,10 +17,13 @@ import time
 
 import torch
 
-from modeling_autobert_zero.configuration_autobert_zero import CONV_KERNEL_SIZES
+from modeling_autobert_zero.architecture import CONV_KERNEL_SIZES, SIZE_PRESETS
 from modeling_autobert_zero.lightweight_conv import CONV_STRATEGIES, choose_conv_strategy
 
-SHAPES = {"small": (32, 256, 4), "base": (8, 768, 12)}  # name: (batch, hidden, heads)
+SHAPES = {  # name: (batch, hidden, heads), at the benchmark batch sizes
+    size: (batch, SIZE_PRESETS[size]["hidden_size"], SIZE_PRESETS[size]["num_attention_heads"])
+    for size, batch in (("small", 32), ("base", 8))
+}
 
 
 def median_seconds(function, repeats: int, device: torch.device) -> float:

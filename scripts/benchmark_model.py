@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from transformers import BertConfig, BertModel
 
 from modeling_autobert_zero import AutoBertZeroConfig, AutoBertZeroModel
-from modeling_autobert_zero.architecture import forward_flops
+from modeling_autobert_zero.architecture import SIZE_PRESETS, forward_flops
 from modeling_autobert_zero.attention_programs import compact_program, infer_shapes, parse_program
 from modeling_autobert_zero.modeling_autobert_zero import ExecutionPlan, run_program
 
@@ -323,7 +323,7 @@ def print_table(results: dict[str, float], sizes: list[str], device: torch.devic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", nargs="+", default=["small", "base"], choices=["small", "base", "large"])
+    parser.add_argument("--sizes", nargs="+", default=["small", "base"], choices=list(SIZE_PRESETS))
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per model (median reported; >= 5)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of all figures")

@@ -37,11 +37,12 @@ import torch
 from transformers import HfArgumentParser, set_seed
 
 from modeling_autobert_zero import AutoBertZeroForPreTraining
+from modeling_autobert_zero.architecture import architecture_key
 from search.biws_evaluator import BiwsEvaluator, HeldOutLossTracker, held_out_mlm_loss
 from search.config import SearchConfig, dataclass_from_mapping, load_config
 from search.evaluator import EvaluationContext
 from search.run_opnas import run_search
-from search.space import architecture_key, sample_architecture
+from search.space import sample_architecture
 from training.runners import pretrain
 
 

@@ -1,6 +1,8 @@
 """OP-NAS with BIWS weight sharing (paper Algorithm 1, SPEC §4–§6), one module per job:
 
-- ``space``: architectures as plain data (a config's ``layers``), random sampling, canonical keys.
+- ``space``: which architectures the search may propose (the model's validator narrowed), sampling and
+  enumeration. Validity, canonical form, keys, descriptions and parameter counts are the model's
+  (``modeling_autobert_zero.architecture``), shared with publishing and training.
 - ``mutation``, ``ucb``: inter- then intra-layer mutations; operation priority (UCB tables per position).
 - ``strategies``: ``opnas``, ``ea`` and ``random`` behind one interface, each owning its state; ``objective``:
   ranking and budgets.
@@ -15,8 +17,10 @@
 Strategy code never touches tensors: only ``supernet`` and ``biws_evaluator`` do.
 """
 
+from modeling_autobert_zero.architecture import architecture_key
+
 from .evaluator import EvaluationContext, EvaluationResult, Evaluator, FunctionEvaluator, SyntheticEvaluator
-from .space import SearchSpace, architecture_key, canonical_architecture, sample_architecture
+from .space import SearchSpace, sample_architecture
 
 
 __all__ = [
@@ -27,6 +31,5 @@ __all__ = [
     "SearchSpace",
     "SyntheticEvaluator",
     "architecture_key",
-    "canonical_architecture",
     "sample_architecture",
 ]

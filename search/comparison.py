@@ -43,10 +43,12 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from modeling_autobert_zero.architecture import ModelDimensions
+
 from .controller import SearchController, candidate_seed
 from .evaluator import EvaluationContext, Evaluator, SyntheticLandscape
 from .objective import Objective
-from .space import ModelDimensions, SearchSpace, enumerate_layers, layer_key
+from .space import SearchSpace, enumerate_layers
 from .state import CandidateRecord, SearchState
 from .strategies import STRATEGIES, StrategySettings
 from .table_evaluator import TableEvaluator
@@ -329,11 +331,10 @@ def synthetic_table(landscape: SyntheticLandscape, seeds: Sequence[int] = (0, 1)
     ``seed_noise`` × its nominal spread. Labelled SYNTHETIC in its name, protocol and provenance."""
     space = landscape.space
     layers = enumerate_layers(space)
-    per_position = [[(layer, layer_key(layer)) for layer in layers] for _ in range(space.num_layers)]
     noise = seed_noise * landscape.nominal_spread
     entries = []
-    for choice in itertools.product(*per_position):
-        architecture = [dict(layer) for layer, _ in choice]
+    for choice in itertools.product(layers, repeat=space.num_layers):
+        architecture = [dict(layer) for layer in choice]
         scores = tuple(landscape.seed_score(architecture, seed, noise) for seed in seeds)
         entries.append(TableEntry(architecture, scores, (0.0,) * len(seeds)))
     return BenchmarkTable(

@@ -18,11 +18,12 @@ from typing import Any
 
 import yaml
 
+from modeling_autobert_zero.architecture import ModelDimensions
 from training.overrides import OverrideError, apply_overrides
 
 from .evaluator import SYNTHETIC_LANDSCAPES
 from .objective import Objective
-from .space import ModelDimensions, SearchSpace
+from .space import SearchSpace
 from .strategies import STRATEGIES, StrategySettings
 
 
@@ -134,31 +135,19 @@ class EvaluatorSettings:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelSettings:
-    """Sizes every candidate shares. ``vocab_size`` counts only where the evaluator has no tokenizer of its
-    own (the synthetic one, or yours): the BIWS evaluator uses its tokenizer's size."""
+class ModelSettings(ModelDimensions):
+    """What every candidate shares: the model's sizes (:class:`~modeling_autobert_zero.architecture.ModelDimensions`,
+    with its defaults) and dropout. ``vocab_size`` counts only where the evaluator has no tokenizer of its own
+    (the synthetic one, or yours): the BIWS evaluator uses its tokenizer's size."""
 
-    hidden_size: int = 768
-    vocab_size: int = 30522
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    conv_num_heads: int | None = None
     hidden_dropout_prob: float = 0.1
     attention_probs_dropout_prob: float = 0.1
     conv_kernel_dropout: float = 0.1
 
     def dimensions(self, vocab_size: int | None = None) -> ModelDimensions:
-        return ModelDimensions(
-            hidden_size=self.hidden_size,
-            num_attention_heads=self.num_attention_heads,
-            intermediate_size=self.intermediate_size,
-            vocab_size=vocab_size or self.vocab_size,
-            max_position_embeddings=self.max_position_embeddings,
-            type_vocab_size=self.type_vocab_size,
-            conv_num_heads=self.conv_num_heads,
-        )
+        """The sizes alone, with the evaluator's ``vocab_size`` where it has one."""
+        sizes = {field.name: getattr(self, field.name) for field in dataclasses.fields(ModelDimensions)}
+        return ModelDimensions(**{**sizes, "vocab_size": vocab_size or self.vocab_size})
 
 
 @dataclasses.dataclass(frozen=True)

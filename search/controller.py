@@ -25,9 +25,11 @@ import math
 import random
 from typing import Any
 
+from modeling_autobert_zero.architecture import ModelDimensions, architecture_key, count_backbone_parameters
+
 from .evaluator import EvaluationResult
 from .objective import ScoredCandidate
-from .space import ModelDimensions, SearchSpace, architecture_key, count_backbone_parameters
+from .space import SearchSpace
 from .state import CandidateRecord, SearchState, finite_or_none, rng_from_json, rng_state_to_json
 from .strategies import Proposal, SearchStrategy, SearchView
 

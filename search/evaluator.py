@@ -25,9 +25,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from modeling_autobert_zero.attention_programs import parse_program
+from modeling_autobert_zero.attention_programs import canonical_program, parse_program
 
-from .space import SearchSpace, architecture_key, layer_key
+from .space import SearchSpace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +122,7 @@ class SyntheticLandscape:
       evolution still works.
 
     Weights are uniform in [-1, 1], values normal; all are drawn from generators seeded by ``seed`` and the
-    layer's or architecture's key, so the landscape is a fixed function. :meth:`score` adds an
+    layer's or architecture's name (:meth:`layer_name`), so the landscape is a fixed function. :meth:`score` adds an
     architecture-specific normal term of standard deviation ``epistasis`` (so the landscape is not exactly
     additive); :meth:`seed_score` adds normal noise of standard deviation ``seed_noise`` per (architecture,
     seed), as repeated training would. ``nominal_spread`` = 1/√(3L), the spread of a mean of ``L`` layer
@@ -147,9 +147,23 @@ class SyntheticLandscape:
     def _gauss(self, *parts: Any) -> float:
         return random.Random(":".join(map(str, ("synthetic", self.kind, self.seed, *parts)))).gauss(0.0, 1.0)
 
-    def layer_term(self, index: int, layer: Mapping[str, Any], key: str | None = None) -> float:
-        key = key or layer_key(layer)
-        if (index, key) not in self._terms:
+    @staticmethod
+    def layer_name(layer: Mapping[str, Any]) -> str:
+        """The name a layer's draws are seeded with: ``conv9``, or ``attention:`` and its canonical program as one
+        expression (SPEC §2's syntax); an architecture's name joins its layers' with `` | ``.
+
+        Part of the landscape's definition, so it never follows the spelling of the architecture keys: the
+        landscape stays one fixed function, and every synthetic figure measured on it reproduces. (These were the
+        keys' spelling when the figures in the README were measured.) An expression repeats shared values, so it
+        grows exponentially with a program's sharing: this is for the short programs of synthetic experiments."""
+        if layer["type"] == "conv":
+            return f"conv{layer['kernel_size']}"
+        return f"attention:{canonical_program(parse_program(layer['program'])).to_expression()}"
+
+    def layer_term(self, index: int, layer: Mapping[str, Any], name: str | None = None) -> float:
+        """Layer ``index``'s term (``name``: its :meth:`layer_name`, when known)."""
+        name = name or self.layer_name(layer)
+        if (index, name) not in self._terms:
             if layer["type"] == "conv":
                 term = self.kernel_weights[index][layer["kernel_size"]] if self.kind == "positional" else self._gauss("conv", index) / math.sqrt(3.0)
             else:
@@ -157,19 +171,22 @@ class SyntheticLandscape:
                 if self.kind == "positional":
                     term = statistics.fmean(self.op_weights[position][op] for position, op in enumerate(ops))
                 else:
-                    term = self._gauss(key) / math.sqrt(3.0 * len(ops))
-            self._terms[index, key] = term
-        return self._terms[index, key]
+                    term = self._gauss(name) / math.sqrt(3.0 * len(ops))
+            self._terms[index, name] = term
+        return self._terms[index, name]
 
     def score(self, architecture: Sequence[Mapping[str, Any]]) -> float:
         """The architecture's (noise-free) score: structured score plus its epistatic term."""
-        keys = [layer_key(layer) for layer in architecture]
-        structured = statistics.fmean(self.layer_term(i, layer, key) for i, (layer, key) in enumerate(zip(architecture, keys)))
-        return structured + self.epistasis * self._gauss("epistasis", " | ".join(keys)) if self.epistasis else structured
+        return self._score(architecture, [self.layer_name(layer) for layer in architecture])
+
+    def _score(self, architecture: Sequence[Mapping[str, Any]], names: Sequence[str]) -> float:
+        structured = statistics.fmean(self.layer_term(i, layer, name) for i, (layer, name) in enumerate(zip(architecture, names)))
+        return structured + self.epistasis * self._gauss("epistasis", " | ".join(names)) if self.epistasis else structured
 
     def seed_score(self, architecture: Sequence[Mapping[str, Any]], seed: int, seed_noise: float) -> float:
         """The score one training run with ``seed`` would report: :meth:`score` plus seed noise."""
-        return self.score(architecture) + seed_noise * self._gauss("seed", seed, architecture_key(architecture))
+        names = [self.layer_name(layer) for layer in architecture]
+        return self._score(architecture, names) + seed_noise * self._gauss("seed", seed, " | ".join(names))
 
 
 class SyntheticEvaluator(Evaluator):

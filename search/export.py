@@ -27,9 +27,9 @@ if __package__ in (None, ""):  # run as a file (python search/export.py): make t
 from transformers import HfArgumentParser
 
 from modeling_autobert_zero import AutoBertZeroConfig, AutoBertZeroForPreTraining
+from modeling_autobert_zero.architecture import describe_architecture
 from search.config import SearchConfig, dataclass_from_mapping
 from search.objective import ScoredCandidate, rank_candidates
-from search.space import describe_architecture
 from search.state import CONFIG_COPY, SearchState, atomic_write_json, load_state
 from search.supernet import SUPERNET_FILE_ROLE, BiwsSupernet
 

@@ -49,9 +49,10 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from modeling_autobert_zero.architecture import describe_program, key_from_layer_keys, layer_key
 from modeling_autobert_zero.attention_programs import OPS, Instruction, Program, ProgramError, infer_shapes, parse_program
 
-from .space import ROW_SHAPE, Architecture, SearchSpace, SearchSpaceError, canonical_program_in_space, layer_key, sample_program
+from .space import ROW_SHAPE, Architecture, SearchSpace, SearchSpaceError, sample_program
 from .ucb import OperationPriority, draw_option
 
 
@@ -162,7 +163,7 @@ def inter_layer_mutation(
     program = sample_program(space, rng)
     return Mutation(
         _replace_layer(parent, index, {"type": "attention", "program": program.to_json()}),
-        f"layer {index}: conv k={layer['kernel_size']} -> attention {program.to_expression()}",
+        f"layer {index}: conv k={layer['kernel_size']} -> attention {describe_program(program)}",
     )
 
 
@@ -203,12 +204,13 @@ def _renumber(instruction: Instruction, mapping: Callable[[int], Any]) -> Instru
 
 @functools.lru_cache(maxsize=50_000)
 def edit_results(program: Program, space: SearchSpace, edit: str, position: int, op: str | None) -> tuple[Program, ...]:
-    """Every distinct valid canonical program (in ``space``, different from ``program``) that one edit gives:
-    ``replace``/``insert`` with ``op`` at ``position``, or ``delete`` of ``position`` (``op`` None). Fixed
-    order; cached, because a search edits the same programs again and again (all are immutable values)."""
+    """Every distinct valid canonical program (in ``space``, different from ``program``) that one edit of the
+    canonical ``program`` gives: ``replace``/``insert`` with ``op`` at ``position``, or ``delete`` of ``position``
+    (``op`` None). Fixed order; cached, because a search edits the same programs again and again (all are
+    immutable values). Two canonical programs are the same program exactly when they are equal values, so they
+    are compared as values, never printed."""
     shapes = infer_shapes(program)
     instructions = program.instructions
-    expression = program.to_expression()
 
     def values_before(index: int) -> list[tuple[Any, Shape]]:
         return [(name, ROW_SHAPE) for name in space.inputs] + [(i, shapes[i]) for i in range(index)]
@@ -249,16 +251,15 @@ def edit_results(program: Program, space: SearchSpace, edit: str, position: int,
 
             candidates.append([*instructions[:position], *(_renumber(i, mapping) for i in instructions[position + 1 :])])
 
-    results: dict[str, Program] = {}
+    results: dict[Program, None] = {}  # ordered, each once
     for candidate in candidates:
         try:
-            child = canonical_program_in_space(Program(tuple(candidate)), space)
+            child = space.canonical_program(Program(tuple(candidate)))
         except ProgramError:
             continue
-        key = child.to_expression()
-        if key != expression and key not in results:
-            results[key] = child
-    return tuple(results.values())
+        if child != program:
+            results[child] = None
+    return tuple(results)
 
 
 def _kept_arguments_child(program: Program, space: SearchSpace, position: int, op: str) -> Program | None:
@@ -270,7 +271,7 @@ def _kept_arguments_child(program: Program, space: SearchSpace, position: int, o
     instructions = list(program.instructions)
     instructions[position] = Instruction(op, kept)
     try:
-        child = canonical_program_in_space(Program(tuple(instructions)), space)
+        child = space.canonical_program(Program(tuple(instructions)))
     except ProgramError:
         return None
     return child if child != program else None
@@ -389,15 +390,14 @@ def _edit_layer(
     program = parse_program(parent[index]["program"])
 
     def architecture_with(child: Program) -> tuple[str, Architecture]:
-        key = " | ".join([*keys[:index], f"attention:{child.to_expression()}", *keys[index + 1 :]])
-        return key, _replace_layer(parent, index, {"type": "attention", "program": child.to_json()})
+        layer = {"type": "attention", "program": child.to_json()}
+        return key_from_layer_keys([*keys[:index], layer_key(layer), *keys[index + 1 :]]), _replace_layer(parent, index, layer)
 
     def accept_final(child: Program) -> bool:
         return accept(*architecture_with(child))
 
     def differs(before: Program) -> Callable[[Program], bool]:
-        expression = before.to_expression()
-        return lambda child: child.to_expression() != expression
+        return lambda child: child != before  # canonical programs: equal values are the same program
 
     descriptions = []
     plan = [(edit, position)]
@@ -452,7 +452,7 @@ def mutate(
         if inter is not None:
             base = inter.architecture
             keys = [key if old == new else layer_key(new) for key, old, new in zip(parent_keys, parent, base)]
-        base_key = " | ".join(keys)
+        base_key = key_from_layer_keys(keys)
         inter_text = inter.description if inter is not None else "none (no inter-layer move in this space)"
         if base_key in dead_ends:
             pass

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .space import ModelDimensions, count_backbone_parameters
+from modeling_autobert_zero.architecture import ModelDimensions, count_backbone_parameters
 
 
 PARETO_COSTS = ("parameters", "latency_ms")

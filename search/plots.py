@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from transformers import HfArgumentParser  # noqa: E402
 
+from modeling_autobert_zero.architecture import describe_program  # noqa: E402
 from modeling_autobert_zero.attention_programs import parse_program  # noqa: E402
 from search.comparison import best_so_far, entropy_curves, mean_entropy_curves  # noqa: E402
 from search.config import SearchConfig, dataclass_from_mapping  # noqa: E402
@@ -151,7 +152,7 @@ def plot_architecture(architecture: Sequence[Mapping[str, Any]], path: str | Pat
         ys = [y for _, y in positions.values()]
         axes.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
         axes.set_ylim(min(ys) - 0.8, max(ys) + 0.8)
-        axes.set_title(f"layer {index + 1}: {program.to_expression()}", fontsize=8, loc="left")
+        axes.set_title(f"layer {index + 1}: {describe_program(program)}", fontsize=8, loc="left")
     if title:
         figure.suptitle(title)
     return _save(figure, path)

@@ -1,24 +1,27 @@
-"""The search space (SPEC §1–§2, §4) as plain data: what an architecture is, how to sample one, its identity.
+"""The search space (SPEC §1–§2, §4) as plain data: which architectures the search may propose, how to sample
+and enumerate them.
 
 An *architecture* is the ``layers`` list of an :class:`~modeling_autobert_zero.AutoBertZeroConfig`: one dict
 per layer, ``{"type": "conv", "kernel_size": k}`` or ``{"type": "attention", "program": [...]}``. Inside the
 search every program is kept in its canonical instruction-list form, so architectures round-trip through
-JSON unchanged and two architectures are the same exactly when their :func:`architecture_key` is equal.
+JSON unchanged and two architectures are the same exactly when their
+:func:`~modeling_autobert_zero.architecture.architecture_key` is equal.
 
-All program logic (parsing, shapes, validity, canonical form) comes from
-``modeling_autobert_zero.attention_programs``; this module only decides *which* programs to build.
-Nothing here touches tensors or modules.
+What a valid architecture is, its canonical form, key, description and parameter count are the model's rules
+(``modeling_autobert_zero.architecture``, which the config validates with): a :class:`SearchSpace` only narrows
+them (:meth:`SearchSpace.canonical_architecture`), so the search accepts exactly what the model accepts within
+the space and rejects the rest with the model's :class:`~modeling_autobert_zero.architecture.ArchitectureError`
+naming the layer. This module only decides *which* programs to build. Nothing here touches tensors or modules.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import random
-from collections.abc import Mapping, Sequence
 from typing import Any
 
+from modeling_autobert_zero.architecture import CONV_KERNEL_SIZES, LAYER_TYPES, canonical_architecture, compile_attention_program
 from modeling_autobert_zero.attention_programs import (
     DEFAULT_MAX_PROGRAM_LENGTH,
     INPUT_NAMES,
@@ -26,11 +29,9 @@ from modeling_autobert_zero.attention_programs import (
     Instruction,
     Program,
     ProgramError,
-    architecture_key as program_key,
-    parse_program,
-    validate_program,
+    canonical_program,
+    program_key,
 )
-from modeling_autobert_zero.configuration_autobert_zero import CONV_KERNEL_SIZES, LAYER_TYPES
 
 
 Architecture = list[dict[str, Any]]
@@ -38,7 +39,12 @@ ROW_SHAPE = ("n", "d")  # the shape of every input node and of every program's o
 
 
 class SearchSpaceError(ValueError):
-    """An architecture outside the search space, or a search space that cannot be sampled."""
+    """A search space that is misconfigured or has no (new) architecture left to sample.
+
+    An architecture outside the space is an :class:`~modeling_autobert_zero.architecture.ArchitectureError`, the
+    model's own error for an invalid architecture: the search and the config reject it with the same message,
+    naming the layer (and the instruction, op and shapes).
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,78 +86,29 @@ class SearchSpace:
                 f"{self.min_program_length} and {self.max_program_length}"
             )
 
+    @property
+    def restrictions(self) -> dict[str, Any]:
+        """The space as the keyword arguments with which the model's validator
+        (:func:`~modeling_autobert_zero.architecture.compile_layers`) narrows what it accepts."""
+        return {
+            "num_layers": self.num_layers,
+            "layer_types": self.layer_types,
+            "kernel_sizes": self.kernel_sizes,
+            "ops": self.ops,
+            "inputs": self.inputs,
+        }
 
-# ---------------------------------------------------------------------------------------------------------
-# Identity: canonical form and keys.
-# ---------------------------------------------------------------------------------------------------------
+    def canonical_architecture(self, layers: Any) -> Architecture:
+        """Validate ``layers`` with the model's validator narrowed to this space and return its canonical form
+        (programs as canonical instruction lists). Raises the model's
+        :class:`~modeling_autobert_zero.architecture.ArchitectureError`, naming the layer (and, for programs,
+        the instruction, op and shapes)."""
+        return canonical_architecture(layers, self.max_program_length, **self.restrictions)
 
-
-def canonical_architecture(layers: Sequence[Mapping[str, Any]], space: SearchSpace) -> Architecture:
-    """Validate ``layers`` against ``space`` and return a new list with every program in canonical form.
-
-    Programs may be given as expressions or instruction lists; the result always holds instruction lists.
-    Raises :class:`SearchSpaceError` naming the layer (and, for programs, the instruction and shapes).
-    """
-    if not isinstance(layers, Sequence) or isinstance(layers, str) or len(layers) != space.num_layers:
-        raise SearchSpaceError(f"layers: expected a list of {space.num_layers} layers, got {layers!r:.80}")
-    canonical: Architecture = []
-    for index, layer in enumerate(layers):
-        where = f"layers[{index}]"
-        layer_type = layer.get("type") if isinstance(layer, Mapping) else None
-        if layer_type not in space.layer_types:
-            raise SearchSpaceError(f"{where}: 'type' must be one of {list(space.layer_types)}, got {layer!r:.80}")
-        if layer_type == "conv":
-            if set(layer) != {"type", "kernel_size"} or layer["kernel_size"] not in space.kernel_sizes:
-                raise SearchSpaceError(
-                    f"{where}: a conv layer is {{'type': 'conv', 'kernel_size': k}} with k in "
-                    f"{list(space.kernel_sizes)}, got {dict(layer)!r:.80}"
-                )
-            canonical.append({"type": "conv", "kernel_size": int(layer["kernel_size"])})
-            continue
-        if set(layer) != {"type", "program"}:
-            raise SearchSpaceError(f"{where}: an attention layer has exactly the keys 'type' and 'program', got {sorted(layer)}")
-        try:
-            program = canonical_program_in_space(parse_program(layer["program"]), space)
-        except ProgramError as error:
-            raise SearchSpaceError(f"{where} (attention): {error}") from None
-        canonical.append({"type": "attention", "program": program.to_json()})
-    return canonical
-
-
-def canonical_program_in_space(program: Program, space: SearchSpace) -> Program:
-    """The canonical form of a valid program that uses only the space's ops and inputs; else ProgramError."""
-    canonical = validate_program(program, space.max_program_length)
-    for index, instruction in enumerate(canonical.instructions):
-        if instruction.op not in space.ops:
-            raise ProgramError(f"instruction {index} ({instruction.op}): op not in the search space {list(space.ops)}", index)
-    outside_inputs = set(canonical.inputs_read()) - set(space.inputs)
-    if outside_inputs:
-        raise ProgramError(f"the program reads {sorted(outside_inputs)}, not in the search space's inputs {list(space.inputs)}")
-    return canonical
-
-
-def layer_key(layer: Mapping[str, Any]) -> str:
-    if layer["type"] == "conv":
-        return f"conv{layer['kernel_size']}"
-    return f"attention:{program_key(parse_program(layer['program']))}"
-
-
-def architecture_key(layers: Sequence[Mapping[str, Any]]) -> str:
-    """Equal for two architectures exactly when every layer has the same type and canonical program/kernel."""
-    return " | ".join(layer_key(layer) for layer in layers)
-
-
-def architecture_id(layers: Sequence[Mapping[str, Any]]) -> str:
-    """A short stable name for file names and logs (a digest of :func:`architecture_key`)."""
-    return hashlib.sha256(architecture_key(layers).encode()).hexdigest()[:12]
-
-
-def describe_architecture(layers: Sequence[Mapping[str, Any]]) -> list[str]:
-    """One readable line per layer: ``conv k=9`` or the program as an expression."""
-    return [
-        f"conv k={layer['kernel_size']}" if layer["type"] == "conv" else parse_program(layer["program"]).to_expression()
-        for layer in layers
-    ]
+    def canonical_program(self, program: Program) -> Program:
+        """The canonical form of ``program`` if it is valid and uses only the space's ops and inputs; else
+        :class:`~modeling_autobert_zero.attention_programs.ProgramError` naming the instruction."""
+        return canonical_program(compile_attention_program(program, self.max_program_length, ops=self.ops, inputs=self.inputs))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -212,7 +169,7 @@ def sample_program(space: SearchSpace, rng: random.Random) -> Program:
         if program is None:
             continue
         try:
-            return canonical_program_in_space(program, space)
+            return space.canonical_program(program)
         except ProgramError:
             continue
     raise SearchSpaceError(
@@ -240,24 +197,24 @@ def sample_architecture(space: SearchSpace, rng: random.Random) -> Architecture:
 
 def enumerate_programs(space: SearchSpace, limit: int = 100_000) -> list[Program]:
     """Every valid canonical program of the space (1 to ``max_program_length`` instructions), each once,
-    ordered by length and then by key.
+    ordered by length and then by :func:`~modeling_autobert_zero.attention_programs.program_key`.
 
     A canonical program of ``k`` instructions is itself a valid instruction list of length ``k``, so walking
     every shape-consistent instruction list up to ``max_program_length`` and canonicalising the ones that
     end in an ``(n, d)`` value finds them all. The walk grows exponentially with the length: this is for
     the small sub-spaces a benchmark table can cover. Raises :class:`SearchSpaceError` beyond ``limit``.
     """
-    found: dict[str, Program] = {}
+    found: set[Program] = set()  # canonical, so equal programs are equal values
     inputs = [(name, ROW_SHAPE) for name in space.inputs]
 
     def extend(instructions: list[Instruction], shapes: list[tuple[str, str]]) -> None:
         if shapes and shapes[-1] == ROW_SHAPE:
             try:
-                program = canonical_program_in_space(Program(tuple(instructions)), space)
+                program = space.canonical_program(Program(tuple(instructions)))
             except ProgramError:
                 program = None
-            if program is not None and program_key(program) not in found:
-                found[program_key(program)] = program
+            if program is not None and program not in found:
+                found.add(program)
                 if len(found) > limit:
                     raise SearchSpaceError(f"the space has more than {limit} programs: too large to enumerate")
         if len(instructions) == space.max_program_length:
@@ -273,7 +230,7 @@ def enumerate_programs(space: SearchSpace, limit: int = 100_000) -> list[Program
                 extend([*instructions, instruction], [*shapes, shape])
 
     extend([], [])
-    return [found[key] for key in sorted(found, key=lambda key: (len(found[key]), key))]
+    return sorted(found, key=lambda program: (len(program), program_key(program)))
 
 
 def enumerate_layers(space: SearchSpace, limit: int = 100_000) -> list[dict[str, Any]]:
@@ -297,45 +254,3 @@ def enumerate_architectures(space: SearchSpace, limit: int = 100_000) -> list[Ar
             f"more than the limit of {limit}"
         )
     return [[dict(layer) for layer in choice] for choice in itertools.product(layers, repeat=space.num_layers)]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Cost without training: parameters follow from the architecture and the model sizes alone.
-# ---------------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelDimensions:
-    """The fixed sizes of every candidate; the architecture decides the rest."""
-
-    hidden_size: int = 768
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    vocab_size: int = 30522
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    conv_num_heads: int | None = None
-
-    @property
-    def kernel_heads(self) -> int:
-        return self.conv_num_heads or self.num_attention_heads
-
-
-def count_backbone_parameters(layers: Sequence[Mapping[str, Any]], dims: ModelDimensions) -> int:
-    """Parameters of ``AutoBertZeroModel`` (embeddings, layers, pooler) for this architecture.
-
-    Pure arithmetic, so a parameter budget can reject candidates before any tensor is built; a test checks
-    it against ``sum(p.numel() for p in model.parameters())``.
-    """
-    d = dims.hidden_size
-    linear = d * d + d
-    embeddings = (dims.vocab_size + dims.max_position_embeddings + dims.type_vocab_size) * d + 2 * d
-    shared_per_layer = 2 * (2 * d) + (d * dims.intermediate_size + dims.intermediate_size) + (dims.intermediate_size * d + d)
-    total = embeddings + linear  # + pooler
-    for layer in layers:
-        if layer["type"] == "conv":
-            mixer = (2 * d * d + 2 * d) + dims.kernel_heads * layer["kernel_size"] + linear
-        else:
-            mixer = (len(parse_program(layer["program"]).inputs_read()) + 1) * linear
-        total += shared_per_layer + mixer
-    return total

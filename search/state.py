@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from modeling_autobert_zero.architecture import architecture_key
 from training.atomic_files import write_bytes_atomic
 
 from .strategies import Proposal
@@ -56,7 +57,9 @@ def finite_or_none(value: Any) -> float | None:
 @dataclasses.dataclass
 class CandidateRecord:
     """One evaluated candidate. ``cost`` holds measured quantities (seconds, FLOPs, parameters, ...);
-    timings differ between runs, everything else is reproducible from the seed."""
+    timings differ between runs, everything else is reproducible from the seed. ``key`` is the architecture's
+    :func:`~modeling_autobert_zero.architecture.architecture_key`: written for people reading the file,
+    recomputed from the architecture when a state is read."""
 
     index: int
     key: str
@@ -80,7 +83,9 @@ class CandidateRecord:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "CandidateRecord":
-        return cls(**data)
+        """The record, with its key recomputed: a state written while keys were spelled otherwise (before they
+        became linear in the program's size) resumes as if written now, since only the keys' equality counts."""
+        return cls(**{**data, "key": architecture_key(data["architecture"])})
 
 
 def rng_state_to_json(rng: random.Random) -> list[Any]:

@@ -12,9 +12,10 @@ A table is one JSON document (with a CSV beside it for people) holding:
   correlation), reference architectures scored the same way (``presets``) and ``provenance`` (versions,
   command, time).
 
-Entries are identified by :func:`~search.space.architecture_key` recomputed from their stored architecture
-when the table is read, so a table stays usable if the key's spelling changes. Everything is plain JSON
-written atomically; reading checks every field and names the file and the entry it is about.
+Entries are identified by :func:`~modeling_autobert_zero.architecture.architecture_key` recomputed from their
+stored architecture when the table is read, so a table stays usable when the key's spelling changes (as it did
+when keys became linear in the program's size). Everything is plain JSON written atomically; reading checks every
+field and names the file and the entry it is about.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from modeling_autobert_zero.architecture import ArchitectureError, architecture_key, describe_architecture
+
 from .config import ConfigError, dataclass_from_mapping
-from .space import Architecture, SearchSpace, SearchSpaceError, architecture_key, canonical_architecture, describe_architecture
+from .space import Architecture, SearchSpace, SearchSpaceError
 from .state import atomic_write_bytes, atomic_write_json
 
 
@@ -233,8 +236,8 @@ def _entry_from_json(item: Any, space: SearchSpace, where: str) -> TableEntry:
     if not isinstance(item, Mapping) or "architecture" not in item or "scores" not in item or "seconds" not in item:
         raise TableError(f"{where}: expected an object with 'architecture', 'scores' and 'seconds'")
     try:
-        architecture = canonical_architecture(item["architecture"], space)
-    except SearchSpaceError as error:
+        architecture = space.canonical_architecture(item["architecture"])
+    except ArchitectureError as error:
         raise TableError(f"{where}: the architecture is not in the table's space: {error}") from None
     metrics = item.get("metrics", {})
     if not isinstance(metrics, Mapping):

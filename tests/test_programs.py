@@ -22,11 +22,11 @@ from modeling_autobert_zero import (
     OPS,
     Program,
     ProgramError,
-    architecture_key,
     canonical_program,
     fused_attention_plan,
     infer_shapes,
     parse_program,
+    program_key,
     validate_program,
 )
 from modeling_autobert_zero.attention_programs import FusedAttentionPlan, Instruction
@@ -183,7 +183,7 @@ def test_canonical_form_ignores_dead_instructions(program, data):
     with_dead_code = parse_program(instructions[:position] + [dead] + instructions[position:])
 
     assert canonical_program(with_dead_code) == canonical_program(program)
-    assert architecture_key(with_dead_code) == architecture_key(program)
+    assert program_key(with_dead_code) == program_key(program)
     assert validate_program(with_dead_code, max_program_length=len(with_dead_code)) == validate_program(program)
 
 
@@ -200,7 +200,7 @@ def test_canonical_form_ignores_instruction_order(program, data):
     reordered = renumber(program, placed + [output])
 
     assert canonical_program(reordered) == canonical_program(program)
-    assert architecture_key(reordered) == architecture_key(program)
+    assert program_key(reordered) == program_key(program)
 
 
 @given(valid_programs(), st.data())
@@ -214,13 +214,13 @@ def test_canonical_form_ignores_the_order_of_add_arguments(program, data):
         )
     )
     assert canonical_program(swapped) == canonical_program(program)
-    assert architecture_key(swapped) == architecture_key(program)
+    assert program_key(swapped) == program_key(program)
 
 
 def test_canonical_form_keeps_the_order_of_non_commutative_arguments():
     bert = parse_program(SPEC_PROGRAMS["bert"])
     keys_as_queries = parse_program("matmul(softmax(scale(matmul(K, transpose(Q)))), V)")
-    assert architecture_key(bert) != architecture_key(keys_as_queries)
+    assert program_key(bert) != program_key(keys_as_queries)
 
 
 def test_canonical_form_merges_repeated_subexpressions():

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from modeling_autobert_zero import parse_program
+from modeling_autobert_zero.architecture import ModelDimensions, architecture_key, count_backbone_parameters
 from search.config import ConfigError, SearchConfig, dataclass_from_mapping, load_config
 from search.evaluator import EvaluationResult, FunctionEvaluator, SyntheticEvaluator
 from search.objective import Objective, ScoredCandidate, rank_candidates
 from search.run_opnas import run_search
-from search.space import ModelDimensions, count_backbone_parameters
-from search.state import load_state
+from search.state import STATE_FILE, load_state
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,6 +176,23 @@ def test_a_larger_budget_continues_a_finished_search(tmp_path):
     assert [(r.key, r.score) for r in continued.history] == [(r.key, r.score) for r in straight.history]
 
 
+def test_a_state_with_keys_spelled_the_old_way_resumes_as_if_written_now(tmp_path):
+    """Keys used to be canonical expressions (exponential in shared values); a state written then resumes with
+    keys recomputed from its architectures, so nothing it recorded is proposed again."""
+    run_search(synthetic_config(tmp_path, max_evaluations=12), progress=False)
+    data = json.loads((tmp_path / STATE_FILE).read_text())
+    for record in data["history"]:
+        record["key"] = " | ".join(
+            f"conv{layer['kernel_size']}" if layer["type"] == "conv" else f"attention:{parse_program(layer['program']).to_expression()}"
+            for layer in record["architecture"]
+        )
+    (tmp_path / STATE_FILE).write_text(json.dumps(data))
+    continued = run_search(synthetic_config(tmp_path, max_evaluations=20), resume=True, progress=False)
+    straight = run_search(synthetic_config(tmp_path / "straight", max_evaluations=20), progress=False)
+    assert [(r.key, r.score) for r in continued.history] == [(r.key, r.score) for r in straight.history]
+    assert all(record.key == architecture_key(record.architecture) for record in load_state(tmp_path).history)
+
+
 def test_resume_refuses_a_different_search_and_a_fresh_start_refuses_an_existing_one(tmp_path):
     run_search(synthetic_config(tmp_path, max_evaluations=5), progress=False)
     with pytest.raises(FileExistsError, match="pass --resume"):
@@ -268,7 +286,7 @@ from search.config import load_config
 from search.distributed import close_process_group, distributed_state
 from search.evaluator import FunctionEvaluator, SyntheticEvaluator
 from search.run_opnas import run_search
-from search.space import architecture_key
+from modeling_autobert_zero.architecture import architecture_key
 
 config = load_config(sys.argv[1], {{"output_dir": sys.argv[2]}})
 synthetic = SyntheticEvaluator(config.space, seed=config.seed)  # what the config's evaluator would be

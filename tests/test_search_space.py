@@ -11,7 +11,15 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import BERT_PROGRAM, MALFORMED_PROGRAMS, layer_stacks
 from modeling_autobert_zero import AutoBertZeroConfig, AutoBertZeroModel, parse_program, validate_program
+from modeling_autobert_zero.architecture import (
+    ArchitectureError,
+    ModelDimensions,
+    architecture_key,
+    canonical_architecture,
+    count_backbone_parameters,
+)
 from search.mutation import (
     MutationDiagnostics,
     PriorityGuide,
@@ -22,16 +30,7 @@ from search.mutation import (
     intra_layer_mutation,
     mutate,
 )
-from search.space import (
-    ModelDimensions,
-    SearchSpace,
-    SearchSpaceError,
-    architecture_key,
-    canonical_architecture,
-    count_backbone_parameters,
-    sample_architecture,
-    sample_program,
-)
+from search.space import SearchSpace, SearchSpaceError, sample_architecture, sample_program
 from search.ucb import Observation, OperationPriority
 
 
@@ -40,7 +39,8 @@ seeds = st.integers(min_value=0, max_value=2**32 - 1)
 
 
 def assert_valid_and_canonical(architecture, space=SPACE):
-    assert canonical_architecture(architecture, space) == architecture  # already canonical: unchanged
+    assert space.canonical_architecture(architecture) == architecture  # already canonical: unchanged
+    assert AutoBertZeroConfig(layers=architecture, max_program_length=space.max_program_length).layers == architecture
     assert json.loads(json.dumps(architecture)) == architecture  # plain data
     for layer in architecture:
         if layer["type"] == "attention":
@@ -259,17 +259,51 @@ def test_equivalent_programs_share_one_key():
     space = SearchSpace(num_layers=1)
     written = [{"type": "attention", "program": "matmul(softmax(scale(matmul(Q, transpose(add(V, K))))), V)"}]
     reordered = [{"type": "attention", "program": "matmul(softmax(scale(matmul(Q, transpose(add(K, V))))), V)"}]
-    assert architecture_key(canonical_architecture(written, space)) == architecture_key(canonical_architecture(reordered, space))
+    assert architecture_key(space.canonical_architecture(written)) == architecture_key(space.canonical_architecture(reordered))
 
 
 def test_canonical_architecture_names_the_bad_layer():
-    space = SearchSpace(num_layers=2)
-    with pytest.raises(SearchSpaceError, match=r"layers\[1\] \(attention\): .*output must have shape \(n, d\)"):
-        canonical_architecture([{"type": "conv", "kernel_size": 3}, {"type": "attention", "program": "matmul(Q, transpose(K))"}], space)
-    with pytest.raises(SearchSpaceError, match=r"layers\[0\]: a conv layer"):
-        canonical_architecture([{"type": "conv", "kernel_size": 4}, {"type": "conv", "kernel_size": 3}], space)
-    with pytest.raises(SearchSpaceError, match="a list of 2 layers"):
-        canonical_architecture([{"type": "conv", "kernel_size": 3}], space)
+    space = SearchSpace(num_layers=2, kernel_sizes=(3, 9), ops=("transpose", "matmul", "softmax", "scale"))
+    with pytest.raises(ArchitectureError, match=r"^layers\[1\] \(attention\): .*output must have shape \(n, d\)"):
+        space.canonical_architecture([{"type": "conv", "kernel_size": 3}, {"type": "attention", "program": "matmul(Q, transpose(K))"}])
+    with pytest.raises(ArchitectureError, match=r"^layers\[0\] \(conv\): kernel_size must be one of \(3, 9\), got 4"):
+        space.canonical_architecture([{"type": "conv", "kernel_size": 4}, {"type": "conv", "kernel_size": 3}])
+    with pytest.raises(ArchitectureError, match=r"^layers\[1\] \(attention\): instruction 2 \(neg\): op not allowed here"):
+        space.canonical_architecture([{"type": "conv", "kernel_size": 3}, {"type": "attention", "program": "matmul(softmax(neg(matmul(Q, transpose(K)))), V)"}])
+    with pytest.raises(ArchitectureError, match=r"^layers: expected 2 layers, got 1"):
+        space.canonical_architecture([{"type": "conv", "kernel_size": 3}])
+
+
+MODEL_REJECTS = st.one_of(
+    st.sampled_from(sorted(MALFORMED_PROGRAMS)).map(lambda name: {"type": "attention", "program": copy.deepcopy(MALFORMED_PROGRAMS[name][0])}),
+    st.sampled_from([4, 0, -3, 9.0, True, None, "9", [9]]).map(lambda kernel: {"type": "conv", "kernel_size": kernel}),
+    st.sampled_from(
+        [{"type": "mlp"}, {"type": "conv"}, {"type": "attention"}, {"kernel_size": 3}, {"type": "conv", "kernel_size": 3, "program": BERT_PROGRAM}, "conv", None, []]
+    ),
+)
+
+
+@given(layer_stacks(1, 4), st.one_of(st.none(), MODEL_REJECTS), st.data())
+def test_the_search_accepts_and_rejects_exactly_what_the_model_does(layers, rejected, data):
+    """Over the whole space (every op, input and kernel size) the search's validator is the model's: the same
+    canonical form and key for every architecture the config accepts, and for one it rejects the same error,
+    naming the same layer."""
+    position = data.draw(st.integers(0, len(layers)))
+    if rejected is not None:
+        layers.insert(position, rejected)
+    space = SearchSpace(num_layers=len(layers))
+    try:
+        config = AutoBertZeroConfig(layers=copy.deepcopy(layers))
+    except ArchitectureError as error:
+        assert rejected is not None
+        with pytest.raises(ArchitectureError) as raised:
+            space.canonical_architecture(layers)
+        assert str(raised.value) == str(error) and str(error).startswith(f"layers[{position}]")
+        return
+    assert rejected is None
+    canonical = space.canonical_architecture(layers)
+    assert canonical == canonical_architecture(config.layers)
+    assert architecture_key(canonical) == architecture_key(config.layers) == architecture_key(layers)
 
 
 def test_an_unsatisfiable_space_fails_with_a_clear_error():

@@ -7,11 +7,12 @@ import random
 
 import pytest
 
+from modeling_autobert_zero.architecture import ModelDimensions
 from search.controller import SearchController, candidate_seed
 from search.evaluator import EvaluationResult, SyntheticEvaluator
 from search.objective import Objective
 from search.run_opnas import run_search
-from search.space import ModelDimensions, SearchSpace
+from search.space import SearchSpace
 from search.state import STATE_FILE, load_state
 from search.strategies import STRATEGIES, SearchStrategy, StrategySettings
 from test_search_loop import synthetic_config

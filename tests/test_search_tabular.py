@@ -6,15 +6,8 @@ import json
 
 import pytest
 
-from search.space import (
-    SearchSpace,
-    SearchSpaceError,
-    architecture_key,
-    canonical_architecture,
-    enumerate_architectures,
-    enumerate_programs,
-    sample_architecture,
-)
+from modeling_autobert_zero.architecture import architecture_key
+from search.space import SearchSpace, SearchSpaceError, enumerate_architectures, enumerate_programs, sample_architecture
 from search.tabular import BenchmarkTable, TableEntry, TableError
 
 
@@ -80,7 +73,7 @@ def test_keys_are_recomputed_from_the_stored_architecture(tmp_path):
     ]
     (tmp_path / "t.json").write_text(json.dumps(data))
     loaded = BenchmarkTable.load(tmp_path / "t.json")
-    expected = canonical_architecture(data["entries"][0]["architecture"], SMALL)
+    expected = SMALL.canonical_architecture(data["entries"][0]["architecture"])
     assert loaded.entries[0].architecture == expected and expected in loaded
 
 

@@ -8,8 +8,9 @@ import random
 
 import pytest
 
+from modeling_autobert_zero.architecture import ModelDimensions
 from search.objective import Objective, ScoredCandidate
-from search.space import ModelDimensions, SearchSpace
+from search.space import SearchSpace
 from search.strategies import OpNasStrategy, StrategySettings
 from search.ucb import (
     Observation,

@@ -21,9 +21,11 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from modeling_autobert_zero.architecture import ModelDimensions, architecture_key
+
 from ..mutation import MutationDiagnostics, MutationGuide, mutate
 from ..objective import Objective, ScoredCandidate, rank_candidates
-from ..space import Architecture, ModelDimensions, SearchSpace, SearchSpaceError, architecture_key, sample_architecture
+from ..space import Architecture, SearchSpace, SearchSpaceError, sample_architecture
 
 
 @dataclasses.dataclass(frozen=True)

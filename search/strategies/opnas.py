@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from modeling_autobert_zero.architecture import ModelDimensions
+
 from ..mutation import PriorityGuide
 from ..objective import Objective, ScoredCandidate
-from ..space import ModelDimensions, SearchSpace
+from ..space import SearchSpace
 from ..ucb import Observation, OperationPriority
 from .base import EvolutionStrategy, StrategySettings
 
