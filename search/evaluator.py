@@ -89,9 +89,10 @@ class Evaluator(abc.ABC):
         the error and goes on."""
 
     def save(self, directory: Path, tag: str) -> dict[str, str]:
-        """Write what must survive a restart; return {role: file name relative to ``directory``}. ``tag``
-        names the point of the search (a save repeated there after a resume overwrites what a killed run left).
-        An evaluator with no state between candidates writes nothing."""
+        """Write what must survive a restart; return {role: file name relative to ``directory``}, each named
+        ``<role>-<tag><suffix>`` (``tag``: 6 digits naming the point of the search), so that a resumed search
+        can tell the files a kill left behind, unnamed by its state, and remove them. An evaluator with no
+        state between candidates writes nothing."""
         return {}
 
     def load(self, directory: Path, files: Mapping[str, str]) -> None:

@@ -216,7 +216,7 @@ class RayExecutor(Executor):
 
     def evaluate(self, evaluator, snapshot, jobs):
         import ray
-        from ray.exceptions import RayError
+        from ray.exceptions import RayError, RayTaskError
 
         snapshot_reference = ray.put(snapshot)  # once per generation; every worker reads it from the object store
         waiting = list(reversed(jobs))
@@ -230,7 +230,12 @@ class RayExecutor(Executor):
                 job = running.pop(finished)
                 try:
                     outcome = ray.get(finished)
-                except RayError as error:  # the worker died on every try (the evaluator's own errors are outcomes)
+                except RayTaskError as error:  # the task itself raised: the evaluator's errors are outcomes, so this is
+                    raise RuntimeError(  # the worker's set-up (say, a module the evaluator needs is not on its path)
+                        f"a Ray worker could not evaluate candidate {job.index}: {error.cause!r}; every worker needs the "
+                        "packages and files the evaluator uses"
+                    ) from error
+                except RayError as error:  # the worker died on every try (a lost node, the out-of-memory killer)
                     outcome = CandidateOutcome(
                         None, f"{type(error).__name__}: the Ray worker evaluating it was lost {RAY_TASK_RETRIES + 1} times: {error}"
                     )

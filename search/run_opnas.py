@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -212,26 +213,50 @@ def _remove_unreferenced(output_dir: Path, before: set[str], state: SearchState)
         (output_dir / name).unlink(missing_ok=True)
 
 
+TAGGED_FILE = re.compile(r"(?P<stem>.+)-\d{6}(?P<suffix>\.[^-]*)")  # <role>-<tag><suffix>, as Evaluator.save names them
+
+
+def _remove_orphans(output_dir: Path, state: SearchState) -> None:
+    """Files a kill left between writing them and the state that would have named them: write-backs, and
+    files of the evaluator's own naming (``<role>-<tag><suffix>`` beside one the state names)."""
+    referenced = state.referenced_files()
+    shapes = {("writeback", ".safetensors")}
+    shapes |= {(match["stem"], match["suffix"]) for name in referenced if (match := TAGGED_FILE.fullmatch(name))}
+    for stem, suffix in shapes:
+        for path in output_dir.glob(f"{stem}-*{suffix}"):
+            match = TAGGED_FILE.fullmatch(path.name)
+            if match and (match["stem"], match["suffix"]) == (stem, suffix) and path.name not in referenced:
+                path.unlink(missing_ok=True)
+
+
+def _restore(evaluator: Evaluator, output_dir: Path, state: SearchState) -> bytes | None:
+    """Put the evaluator in the state the search state names (its files checked as they load) and return the
+    snapshot of a generation in progress, taken from the files it started from (none: the evaluator as
+    constructed). Nothing in the folder is changed until everything has loaded."""
+    _check_files_exist(output_dir, state)
+    snapshot = None
+    if state.pending:
+        evaluator.load(output_dir, state.snapshot_files)
+        snapshot = evaluator.snapshot()
+    evaluator.load(output_dir, state.evaluator_files)
+    _remove_orphans(output_dir, state)
+    return snapshot
+
+
 class _Generations:
     """The main process's side of the search: opens generations, takes their snapshots, persists each
-    outcome as it arrives and commits outcomes in proposal order (see the module docstring)."""
+    outcome as it arrives and commits outcomes in proposal order (see the module docstring). ``snapshot``:
+    the restored snapshot of a generation in progress."""
 
-    def __init__(self, config: SearchConfig, controller: SearchController, evaluator: Evaluator, output_dir: Path, log, bar):
+    def __init__(
+        self, config: SearchConfig, controller: SearchController, evaluator: Evaluator, output_dir: Path, snapshot: bytes | None, log, bar
+    ):
         self.config, self.controller, self.evaluator, self.output_dir = config, controller, evaluator, output_dir
         self.state = controller.state
+        self.snapshot = snapshot
         self.log, self.bar = log, bar
-        self.snapshot: bytes | None = None
         self.proposing_seconds = 0.0
         self.fresh_write_backs: dict[int, bytes] = {}  # the head's write-back, applied without a file round trip
-
-    def restore(self) -> None:
-        """The evaluator as the state says (its files checked as they load), and the snapshot of a generation
-        in progress: the evaluator files it started from (none: the evaluator as constructed)."""
-        _check_files_exist(self.output_dir, self.state)
-        if self.state.pending:
-            self.evaluator.load(self.output_dir, self.state.snapshot_files)
-            self.snapshot = self.evaluator.snapshot()
-        self.evaluator.load(self.output_dir, self.state.evaluator_files)
 
     def open(self) -> tuple[bytes | None, list[CandidateJob]] | None:
         """The next children to evaluate, with the snapshot they start from; None when the search is over."""
@@ -294,7 +319,9 @@ class _Generations:
         if not records:
             return
         started = time.perf_counter()
-        self.state.evaluator_files = self.evaluator.save(self.output_dir, f"{records[0].index:06d}")
+        # tagged by the last candidate it holds: the same name whether candidates were committed one by one or
+        # together, and the name a save interrupted by a kill gets again after the resume
+        self.state.evaluator_files = self.evaluator.save(self.output_dir, f"{records[-1].index:06d}")
         if not self.state.pending:
             self.state.snapshot_files = {}  # the generation is complete: the next one starts from its end
         for record in records:
@@ -340,6 +367,7 @@ def run_search(
         generations = None
         if is_main:
             logger.info("search in %s: world size %d; %s", output_dir, processes.num_processes, executor.describe())
+            snapshot = _restore(evaluator, output_dir, controller.state)
             for leftover in output_dir.glob(".*.tmp"):  # temporary files of atomic writes a kill interrupted
                 leftover.unlink(missing_ok=True)
             atomic_write_json(output_dir / CONFIG_COPY, config.to_json())
@@ -351,8 +379,7 @@ def run_search(
                 desc=f"{config.strategy} search",
                 unit="candidate",
             )
-            generations = _Generations(config, controller, evaluator, output_dir, log, bar)
-            generations.restore()
+            generations = _Generations(config, controller, evaluator, output_dir, snapshot, log, bar)
         while True:
             plan = broadcast_from_main(generations.open() if is_main else None)  # every rank: the same children
             if plan is None:
