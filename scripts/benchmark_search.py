@@ -19,8 +19,8 @@
    saved). The proxy is the MLM loss on fixed, pre-masked held-out pairs (WikiText-2 test): at CPU scale a GLUE
    dev score of a few-step model is noise, a held-out loss is not.
 4. **Executors** (``--executor ray``: this one alone). The same BIWS search of ``--config`` (``--executor_candidates``
-   candidates: a population of half of them, then generations of 2 × 2 children; ``--steps`` pretraining
-   steps; one torch thread per candidate) with the local executor and with ``--workers`` Ray workers on a Ray
+   candidates: a population of half of them, then generations of 2 × 2 children; ``--executor_steps``
+   pretraining steps, so that a candidate takes 15 s or more; one torch thread per candidate) with the local executor and with ``--workers`` Ray workers on a Ray
    instance started here with that many CPUs, ``--repeats`` interleaved pairs; prints the wall-time ratio
    ray / local (goal ≤ 0.6 with 2 workers on 2 cores), with and without starting Ray, checks that both searches
    are identical (history, scores, super-net tensors), and the per-candidate times (for
@@ -76,6 +76,9 @@ class BenchmarkArguments:
     executor: str | None = dataclasses.field(default=None, metadata={"help": "ray: compare the Ray executor with the local one (only)."})
     workers: int = dataclasses.field(default=2, metadata={"help": "Ray workers (and the CPUs of the Ray instance started)."})
     executor_candidates: int = dataclasses.field(default=8, metadata={"help": "Candidates of the executor benchmark's search."})
+    executor_steps: int = dataclasses.field(
+        default=800, metadata={"help": "Pretraining steps of its candidates (800: 15 s or more each on one thread of tiny.yaml)."}
+    )
     repeats: int = dataclasses.field(default=1, metadata={"help": "Interleaved repeats (executors; the held-out loss runs 5 × as many)."})
     output_dir: str | None = dataclasses.field(default=None, metadata={"help": "Keep the executor benchmark's searches here."})
 
@@ -204,7 +207,7 @@ def executor_speed(arguments: BenchmarkArguments, work_dir: Path) -> dict[str, o
     settings = {
         "max_evaluations": arguments.executor_candidates,
         "search.population_size": population, "search.num_parents": 2, "search.children_per_parent": 2,
-        "evaluator.biws.pretraining.max_steps": arguments.steps,
+        "evaluator.biws.pretraining.max_steps": arguments.executor_steps,
         "export.top_k": 0, "tensorboard": False, "executor.cpus_per_candidate": 1,
     }
     ray_settings = {"executor.name": "ray", "executor.workers": arguments.workers}
@@ -232,6 +235,11 @@ def executor_speed(arguments: BenchmarkArguments, work_dir: Path) -> dict[str, o
     identical = untimed(local) == untimed(remote) and all(torch.equal(t, ray_weights[n]) for n, t in local_weights.items())
     ratios = [ray / local for ray, local in zip(seconds["ray"], seconds["local"])]
     candidate_seconds = [record.cost["wall_seconds"] for record in local.history if record.status == "ok"]
+    worker_seconds = [record.cost["wall_seconds"] for record in remote.history if record.status == "ok"]
+    # where the time went: a candidate slower on a worker than here means the workers shared fewer cores than
+    # they were given (other load on the machine); the rest of the Ray search's time is scheduling and barriers
+    slowdown = statistics.fmean(worker_seconds) / statistics.fmean(candidate_seconds)
+    busy = sum(worker_seconds) / (arguments.workers * seconds["ray"][0])
     return {
         "workers": arguments.workers,
         "executor_candidates": arguments.executor_candidates,
@@ -242,6 +250,10 @@ def executor_speed(arguments: BenchmarkArguments, work_dir: Path) -> dict[str, o
         "ray_over_local_with_ray_start": (seconds["ray"][0] + ray_start) / seconds["local"][0],
         "identical_results": identical,
         "candidate_seconds": candidate_seconds,
+        "worker_candidate_seconds": worker_seconds,
+        "worker_slowdown": slowdown,
+        "workers_busy": busy,
+        "ray_over_local_without_slowdown": statistics.median(ratios) / slowdown,
     }
 
 
@@ -289,11 +301,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             speed = executor_speed(arguments, Path(arguments.output_dir) if arguments.output_dir else work_dir)
             figures.update(speed)
             times = speed["candidate_seconds"]
-            print(f"{arguments.executor_candidates} candidates of {arguments.config} ({arguments.steps} pretraining steps, 1 thread each): "
+            print(f"{arguments.executor_candidates} candidates of {arguments.config} ({arguments.executor_steps} pretraining steps, 1 thread each): "
                   f"{min(times):.1f}-{max(times):.1f} s per candidate (median {statistics.median(times):.1f} s)")
             print(f"wall time ray ({arguments.workers} workers) / local = {speed['ray_over_local']:.3f} (goal <= 0.6 with 2 workers "
                   f"on 2 cores); with starting Ray ({speed['ray_start_seconds']:.1f} s): {speed['ray_over_local_with_ray_start']:.3f}; "
                   f"identical results: {speed['identical_results']}")
+            print(f"a candidate took {speed['worker_slowdown']:.2f}x as long on a Ray worker as here (1.0 on an idle machine: "
+                  f"more means the cores were shared with other work); workers busy {100 * speed['workers_busy']:.0f}% of the "
+                  f"Ray search; ratio without that slowdown: {speed['ray_over_local_without_slowdown']:.3f}")
     print(f"rerun: {command}")
     print(json.dumps(figures))
     return figures

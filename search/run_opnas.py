@@ -274,10 +274,9 @@ class _Generations:
             self.commit_ready()  # outcomes that arrived before a kill, now at the head of the queue
             if len(self.state.history) > first:
                 continue
-            self.proposals = dict(enumerate(proposals, start=first))
             jobs = [
                 CandidateJob(index, candidate_seed(self.config.seed, index), proposal.architecture)
-                for index, proposal in self.proposals.items()
+                for index, proposal in enumerate(proposals, start=first)
                 if index not in self.state.arrived
             ]
             return self.snapshot, jobs
@@ -287,7 +286,11 @@ class _Generations:
         if outcome.traceback:
             logger.warning("candidate %d failed:\n%s", job.index, outcome.traceback)
         # through JSON as a persisted outcome would be, so that a commit never depends on whether it waited
-        arrived = ArrivedResult.from_json(ArrivedResult(outcome.result, outcome.error).to_json(), "outcome")
+        try:
+            arrived = ArrivedResult.from_json(ArrivedResult(outcome.result, outcome.error).to_json(), "the evaluator's result")
+        except (TypeError, ValueError) as error:
+            arrived = ArrivedResult(None, f"the evaluator returned a result the search cannot record: {error}")
+            outcome.write_back = None
         self.state.arrived[job.index] = arrived
         if job.index == len(self.state.history):
             if outcome.write_back is not None:
@@ -304,7 +307,8 @@ class _Generations:
         the candidate; then write the evaluator's files and the state once."""
         before = self.state.referenced_files()
         records = []
-        while self.state.pending and (index := len(self.state.history)) in self.state.arrived:
+        budget = self.controller.max_evaluations
+        while self.state.pending and (index := len(self.state.history)) in self.state.arrived and index < budget:
             arrived = self.state.arrived.pop(index)
             write_back = self.fresh_write_backs.pop(index, None)
             source = f"candidate {index}'s write-back"
