@@ -7,10 +7,13 @@
 - ``strategies``: ``opnas``, ``ea`` and ``random`` behind one interface, each owning its state; ``objective``:
   ranking and budgets.
 - ``controller``, ``state``: what to evaluate next, one generation at a time, and the search state written
-  atomically after each candidate.
-- ``evaluator``: the evaluator interface (swap in your own) and a synthetic one; ``table_evaluator``: a
-  benchmark table (``tabular``) looked up; ``biws_evaluator``: the paper's (super-net → MLM + NSP → GLUE
-  proxy), on the training library; ``supernet``: the BIWS weights.
+  atomically as each candidate's result arrives; ``lock``: one search per output folder.
+- ``evaluator``: the evaluator interface (swap in your own; weight-sharing hooks for snapshots and
+  write-backs) and a synthetic one; ``table_evaluator``: a benchmark table (``tabular``) looked up;
+  ``biws_evaluator``: the paper's (super-net → MLM + NSP → GLUE proxy), on the training library;
+  ``supernet``: the BIWS weights.
+- ``executors``: where a generation's children run (this process and its data-parallel ranks, or Ray
+  workers); ``scale_estimate``: a search's wall time on a cluster, from measured candidate times.
 - ``comparison``: strategies compared over paired seeds, with statistics.
 - ``run_opnas`` (the runner), ``export``, ``plots``, ``config``.
 

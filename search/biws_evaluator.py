@@ -1,15 +1,18 @@
 """The paper's candidate evaluator: BIWS initialisation → short MLM + NSP pretraining → GLUE proxy → score.
 
-With weight sharing, each candidate starts from the super-net (:mod:`search.supernet`), is pretrained
-through it, and its trained weights are written back before it is finetuned; without, it starts from a
-fresh initialisation (the "w/o BIWS" curves of the paper's Figure 6). The proxy score is the mean over the
-configured GLUE tasks of each task's dev score (``training.metrics.glue_score``), or, with the
-``mlm_loss`` proxy, minus the MLM loss on held-out text (see :class:`~search.config.BiwsSettings`). Pretraining and
-finetuning are the training library's (``training.runners.pretrain``, ``training.glue.finetune_glue``), so
-under ``accelerate launch`` every candidate trains data-parallel on all processes.
+With weight sharing, each child of a generation starts from the super-net snapshot taken when its generation
+started (:mod:`search.supernet`), is pretrained, and gives back the weights it trained as a write-back (before
+it is finetuned), which the search applies in proposal order (:meth:`BiwsEvaluator.evaluate_from`, SPEC §5);
+without, it starts from a fresh initialisation (the "w/o BIWS" curves of the paper's Figure 6). The proxy
+score is the mean over the configured GLUE tasks of each task's dev score (``training.metrics.glue_score``),
+or, with the ``mlm_loss`` proxy, minus the MLM loss on held-out text (see :class:`~search.config.BiwsSettings`).
+Pretraining and finetuning are the training library's (``training.runners.pretrain``,
+``training.glue.finetune_glue``), so under ``accelerate launch`` every candidate trains data-parallel on all
+processes; each stage's ``batch_size`` is the global batch whatever the number of processes
+(:func:`~search.config.split_global_batch`).
 
-A candidate whose pretraining loss becomes NaN/Inf raises :class:`NonFiniteLossError` before anything is
-written back; the search records the error and goes on.
+A candidate whose pretraining loss becomes NaN/Inf raises :class:`NonFiniteLossError` and gives nothing back;
+the search records the error and goes on.
 """
 
 from __future__ import annotations
@@ -23,21 +26,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from transformers import TrainerCallback, set_seed
 
 from modeling_autobert_zero import AutoBertZeroConfig, AutoBertZeroForPreTraining
+from modeling_autobert_zero.architecture import forward_flops
 from training.glue import finetune_glue
 from training.metrics import glue_score
 from training.pretraining_data import PretrainingCollator, build_pretraining_dataset
 from training.runners import pretrain
 from training.tokenization import load_tokenizer
+from training.trainers import sparse_mlm_prediction
 
-from .config import BiwsSettings, FinetuningSettings, ModelSettings, PretrainingSettings, SearchConfig
+from .config import BiwsSettings, FinetuningSettings, ModelSettings, PretrainingSettings, SearchConfig, split_global_batch
 from .distributed import distributed_state
 from .evaluator import EvaluationContext, EvaluationResult, Evaluator
-from .supernet import SUPERNET_FILE_ROLE, BiwsSupernet, plain_state_dict
-
+from .supernet import SUPERNET_FILE_ROLE, BiwsSupernet, SupernetFileError, SupernetSnapshot, WriteBack, plain_state_dict
 
 
 class NonFiniteLossError(RuntimeError):
@@ -72,11 +75,14 @@ def held_out_batches(dataset, tokenizer, mlm_probability: float, seed: int) -> l
 
 @torch.no_grad()
 def held_out_mlm_loss(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]]) -> float:
-    """Mean MLM loss of a pretraining model over fixed batches, in eval mode (the mode is restored)."""
+    """Mean MLM loss of a pretraining model over fixed batches, in eval mode (the mode is restored). Only the
+    loss is kept, so the vocabulary projection runs at the masked positions only (``sparse_mlm_prediction``):
+    the same loss, several times faster at small sizes (``scripts/benchmark_search.py``)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    losses = [model(**{name: tensor.to(device) for name, tensor in batch.items()}).masked_lm_loss.item() for batch in batches]
+    with sparse_mlm_prediction(model):
+        losses = [model(**{name: tensor.to(device) for name, tensor in batch.items()}).masked_lm_loss.item() for batch in batches]
     model.train(was_training)
     return statistics.fmean(losses)
 
@@ -102,14 +108,6 @@ def candidate_model_settings(model: ModelSettings, tokenizer) -> dict[str, Any]:
     }
 
 
-def forward_flops(model: torch.nn.Module, seq_length: int) -> int:
-    """FLOPs of one forward pass over one sequence of ``seq_length`` tokens (``torch.utils.flop_counter``)."""
-    input_ids = torch.ones(1, seq_length, dtype=torch.long, device=next(model.parameters()).device)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(input_ids=input_ids)
-    return counter.get_total_flops()
-
-
 def forward_latency_ms(model: torch.nn.Module, batch_size: int, seq_length: int, repeats: int = 5) -> float:
     """Median wall time of an inference forward pass, on the device the model is on."""
     model.eval()
@@ -129,7 +127,23 @@ def forward_latency_ms(model: torch.nn.Module, batch_size: int, seq_length: int,
     return statistics.median(timings)
 
 
+class GlobalBatchProbe(TrainerCallback):
+    """Reads the batch one optimizer step actually sees (per device × accumulation steps × processes) from the
+    `Trainer`'s arguments, so the cost records what ran rather than what was asked for."""
+
+    def __init__(self):
+        self.global_batch: int | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+
+
 class BiwsEvaluator(Evaluator):
+    """The paper's evaluator (see the module docstring). It is an :class:`~search.evaluator.Evaluator` with the
+    weight-sharing hooks: :meth:`snapshot` and :meth:`apply` work on the live super-net, :meth:`evaluate_from`
+    trains a child from a snapshot and touches nothing of this object, so it runs on a copy in a Ray worker.
+    A pickled copy carries the settings, tokenizer and data, not the super-net (children get snapshots)."""
+
     def __init__(
         self,
         settings: BiwsSettings,
@@ -156,6 +170,12 @@ class BiwsEvaluator(Evaluator):
                 )
         if not pretraining.train_files:
             raise ValueError("evaluator.biws.pretraining.train_files: give at least one text file or Hub dataset")
+        for stage in ("pretraining", "finetuning"):  # a batch that does not split stops the search now, not each candidate
+            self.batch_split(stage)
+        # finetuning reads its task files in each candidate, perhaps in a Ray worker with another working directory
+        self.glue_data_dir = settings.finetuning.data_dir
+        if self.glue_data_dir and Path(self.glue_data_dir).is_dir():
+            self.glue_data_dir = str(Path(self.glue_data_dir).resolve())
         with distributed_state().main_process_first():
             dataset = build_pretraining_dataset(
                 list(pretraining.train_files),
@@ -190,19 +210,71 @@ class BiwsEvaluator(Evaluator):
     def candidate_config(self, architecture: list[dict[str, Any]]) -> AutoBertZeroConfig:
         return AutoBertZeroConfig(layers=architecture, **self.model_settings)
 
-    def evaluate(self, architecture: list[dict[str, Any]], context: EvaluationContext) -> EvaluationResult:
-        started = time.perf_counter()
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "supernet": None, "is_copy": True}
+
+    def _live_supernet(self) -> BiwsSupernet | None:
+        if getattr(self, "is_copy", False) and self.settings.weight_sharing:
+            raise RuntimeError(
+                "this BiwsEvaluator is a copy (pickled, as a Ray worker holds it) without the super-net: evaluate children "
+                "with evaluate_from(snapshot, ...); snapshots and write-backs belong to the search's own evaluator"
+            )
+        return self.supernet
+
+    def snapshot(self) -> bytes | None:
+        supernet = self._live_supernet()
+        return None if supernet is None else supernet.snapshot().to_bytes()
+
+    def apply(self, write_back: bytes, source: str) -> None:
+        supernet = self._live_supernet()
+        if supernet is None:
+            raise RuntimeError(f"{source}: weight sharing is off (evaluator.biws.weight_sharing), so there is nothing to write back to")
+        try:
+            supernet.apply(WriteBack.from_bytes(write_back, source))
+        except SupernetFileError:
+            raise
+        except ValueError as error:
+            raise SupernetFileError(f"{source}: {error}") from None
+
+    def evaluate_from(
+        self, snapshot: bytes | None, architecture: list[dict[str, Any]], context: EvaluationContext
+    ) -> tuple[EvaluationResult, bytes | None]:
+        """Generation-synchronous BIWS: the child starts from ``snapshot`` (None: a fresh initialisation) and
+        returns its result and the weights its pretraining trained, as a write-back; this evaluator (and its
+        super-net) is left unchanged. A pure function of the snapshot, the architecture and ``context.seed``."""
         set_seed(context.seed)
+        view = None
+        if snapshot is not None:
+            view = BiwsSupernet.from_snapshot(SupernetSnapshot.from_bytes(snapshot, "the generation's super-net snapshot"), share=True)
+        model = self._initial_model(view, architecture)
+        result = self._train_and_score(model, architecture, context)
+        trained = view is not None and result.status == "ok"
+        return result, view.write_back_from(model).to_bytes() if trained else None
+
+    def evaluate(self, architecture: list[dict[str, Any]], context: EvaluationContext) -> EvaluationResult:
+        """Sequential BIWS, for direct use: the child starts from the live super-net and its trained weights are
+        written back at once."""
+        supernet = self._live_supernet()
+        set_seed(context.seed)
+        model = self._initial_model(supernet, architecture)
+        result = self._train_and_score(model, architecture, context)
+        if supernet is not None and result.status == "ok":
+            supernet.write_back(model)
+        return result
+
+    def _initial_model(self, supernet: BiwsSupernet | None, architecture: list[dict[str, Any]]) -> AutoBertZeroForPreTraining:
+        if supernet is not None:
+            return supernet.candidate(architecture)
+        return AutoBertZeroForPreTraining(self.candidate_config(architecture))
+
+    def _train_and_score(self, model: AutoBertZeroForPreTraining, architecture: list[dict[str, Any]], context: EvaluationContext) -> EvaluationResult:
+        """Pretrain ``model`` in place and score it; finetuning works on copies, so ``model`` ends as pretrained."""
+        started = time.perf_counter()
         pretraining, finetuning = self.settings.pretraining, self.settings.finetuning
-        if self.supernet is not None:
-            model = self.supernet.candidate(architecture)
-        else:
-            model = AutoBertZeroForPreTraining(self.candidate_config(architecture))
-        processes = distributed_state().num_processes
         flops_per_sequence = forward_flops(model, pretraining.max_seq_length)
         cost: dict[str, float] = {
-            # training ≈ 3 × forward (backward costs about twice the forward)
-            "pretraining_flops": 3.0 * flops_per_sequence * pretraining.batch_size * processes * pretraining.max_steps,
+            # training ≈ 3 × forward (backward costs about twice the forward); batch_size is the global batch
+            "pretraining_flops": 3.0 * flops_per_sequence * pretraining.batch_size * pretraining.max_steps,
         }
         if self.settings.measure_latency:
             cost["latency_ms"] = forward_latency_ms(model, self.settings.latency_batch_size, self.settings.latency_seq_length)
@@ -214,7 +286,7 @@ class BiwsEvaluator(Evaluator):
                     error=f"latency {cost['latency_ms']:.2f} ms exceeds objective.max_latency_ms={self.max_latency_ms}",
                 )
 
-        watchdog = StopOnNonFiniteLoss()
+        watchdog, batch_probe = StopOnNonFiniteLoss(), GlobalBatchProbe()
         pretraining_started = time.perf_counter()
         result = pretrain(
             model,
@@ -223,17 +295,16 @@ class BiwsEvaluator(Evaluator):
             context.output_dir / "pretraining",
             mlm_probability=pretraining.mlm_probability,
             save_model=False,
-            callbacks=[watchdog],
-            **self.training_overrides(pretraining, context.seed),
+            callbacks=[watchdog, batch_probe],
+            **self.training_overrides("pretraining", context.seed),
         )
         cost["pretraining_seconds"] = time.perf_counter() - pretraining_started
         self._check_finite(model, watchdog, result.metrics)
+        cost["pretraining_global_batch"] = float(batch_probe.global_batch)
 
         metrics: dict[str, float] = {"pretraining_loss": result.metrics.get("train_loss", math.nan)}
         if self.held_out:
             metrics["held_out_mlm_loss"] = held_out_mlm_loss(model, self.held_out)
-        if self.supernet is not None:
-            self.supernet.write_back(model)
         if self.settings.proxy == "mlm_loss":
             cost["wall_seconds"] = time.perf_counter() - started
             return EvaluationResult(score=-metrics["held_out_mlm_loss"], metrics=metrics, cost=cost)
@@ -247,7 +318,7 @@ class BiwsEvaluator(Evaluator):
             task_metrics = finetune_glue(
                 pretrained,
                 task,
-                finetuning.data_dir,
+                self.glue_data_dir,
                 context.output_dir / f"finetuning-{task}",
                 tokenizer=self.tokenizer,
                 max_seq_length=finetuning.max_seq_length,
@@ -255,7 +326,7 @@ class BiwsEvaluator(Evaluator):
                 max_eval_samples=finetuning.max_eval_examples,
                 write_test_predictions=False,
                 save_model=False,
-                **self.training_overrides(finetuning, context.seed),
+                **self.training_overrides("finetuning", context.seed),
             )
             metrics.update({f"{task}/{name}": value for name, value in task_metrics.items()})
             task_scores.append(glue_score(task, task_metrics))
@@ -263,11 +334,22 @@ class BiwsEvaluator(Evaluator):
         cost["wall_seconds"] = time.perf_counter() - started
         return EvaluationResult(score=float(sum(task_scores) / len(task_scores)), metrics=metrics, cost=cost)
 
-    def training_overrides(self, stage: PretrainingSettings | FinetuningSettings, seed: int) -> dict[str, Any]:
-        """`TrainingArguments` fields for one stage of a candidate's training (no checkpoints, no reporting)."""
+    def batch_split(self, stage: str) -> tuple[int, int]:
+        """(per-device batch, accumulation steps) of ``stage`` on this search's processes."""
+        settings: PretrainingSettings | FinetuningSettings = getattr(self.settings, stage)
+        return split_global_batch(
+            settings.batch_size, distributed_state().num_processes, settings.max_per_device_batch_size, f"evaluator.biws.{stage}"
+        )
+
+    def training_overrides(self, stage_name: str, seed: int) -> dict[str, Any]:
+        """`TrainingArguments` fields for one stage (``pretraining`` or ``finetuning``) of a candidate's training:
+        its global batch split over this search's processes, no checkpoints, no reporting."""
+        stage: PretrainingSettings | FinetuningSettings = getattr(self.settings, stage_name)
+        per_device, accumulation = self.batch_split(stage_name)
         return {
             "max_steps": stage.max_steps,
-            "per_device_train_batch_size": stage.batch_size,
+            "per_device_train_batch_size": per_device,
+            "gradient_accumulation_steps": accumulation,
             "learning_rate": stage.learning_rate,
             "warmup_steps": stage.warmup_ratio,  # a float below 1 is a fraction of the steps
             "weight_decay": stage.weight_decay,
@@ -300,10 +382,8 @@ class BiwsEvaluator(Evaluator):
         return {SUPERNET_FILE_ROLE: name}
 
     def load(self, directory: Path, files: Mapping[str, str]) -> None:
+        """The super-net a save wrote (changed only if the whole file is good); a file a kill left behind is not
+        named in ``files`` and is overwritten when the search saves at that point again."""
         if self.supernet is None or SUPERNET_FILE_ROLE not in files:
             return
         self.supernet.load(Path(directory) / files[SUPERNET_FILE_ROLE])
-        if distributed_state().is_main_process:  # a kill between writing a new super-net and the state leaves one behind
-            for orphan in Path(directory).glob("supernet-*.safetensors"):
-                if orphan.name != files[SUPERNET_FILE_ROLE]:
-                    orphan.unlink(missing_ok=True)

@@ -31,14 +31,34 @@ class ConfigError(ValueError):
     pass
 
 
+def split_global_batch(batch_size: int, world_size: int, max_per_device: int | None, where: str) -> tuple[int, int]:
+    """``(per-device batch, gradient-accumulation steps)`` that make the global ``batch_size`` on ``world_size``
+    processes: the batch is split evenly over the processes, then into as few accumulation steps as keep each
+    device's batch within ``max_per_device`` (None: no limit). ``where`` names the settings in errors."""
+    if batch_size < 1 or batch_size % world_size:
+        raise ConfigError(
+            f"{where}.batch_size={batch_size} is the global batch (all processes together); it must be a positive "
+            f"multiple of the {world_size} processes this search runs on"
+        )
+    per_process = batch_size // world_size
+    limit = per_process if max_per_device is None else max_per_device
+    if limit < 1:
+        raise ConfigError(f"{where}.max_per_device_batch_size: expected a positive integer, got {max_per_device}")
+    steps = next(steps for steps in range(1, per_process + 1) if per_process % steps == 0 and per_process // steps <= limit)
+    return per_process // steps, steps
+
+
 @dataclasses.dataclass(frozen=True)
 class PretrainingSettings:
-    """The short MLM + NSP pretraining every candidate gets (paper: 40k steps)."""
+    """The short MLM + NSP pretraining every candidate gets (paper: 40k steps). ``batch_size`` is the global
+    batch, whatever the number of processes; ``max_per_device_batch_size`` (None: no limit) splits it into
+    gradient-accumulation steps where one device cannot hold its share (:func:`split_global_batch`)."""
 
     train_files: tuple[str, ...] = ()
     max_seq_length: int = 128
     max_steps: int = 40000
     batch_size: int = 128
+    max_per_device_batch_size: int | None = None
     learning_rate: float = 1e-4
     warmup_ratio: float = 0.01
     weight_decay: float = 0.01
@@ -51,13 +71,15 @@ class PretrainingSettings:
 
 @dataclasses.dataclass(frozen=True)
 class FinetuningSettings:
-    """The GLUE proxy: each task finetuned from the pretrained candidate, score = mean dev metric."""
+    """The GLUE proxy: each task finetuned from the pretrained candidate, score = mean dev metric. ``batch_size``
+    is the global batch, as in :class:`PretrainingSettings`."""
 
     tasks: tuple[str, ...] = ("rte",)
     data_dir: str = "demo_data/glue"
     max_seq_length: int = 128
     max_steps: int = 1000
     batch_size: int = 32
+    max_per_device_batch_size: int | None = None
     learning_rate: float = 5e-5
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
@@ -150,6 +172,52 @@ class ModelSettings(ModelDimensions):
         return ModelDimensions(**{**sizes, "vocab_size": vocab_size or self.vocab_size})
 
 
+EXECUTORS = ("local", "ray")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutorSettings:
+    """Where candidates are evaluated (``search/executors.py``). Not part of what the search is: a search may
+    be resumed with another executor, and gives the same result with each (same ``cpus_per_candidate``).
+
+    ``local``: one candidate at a time, on every process of ``accelerate launch`` / ``torchrun`` (data-parallel).
+    ``ray``: the children of a generation at once on Ray workers, ``workers`` of them (None: as many as the
+    cluster's resources hold), each with ``cpus_per_candidate`` CPUs and ``gpus_per_candidate`` of a GPU
+    (a fraction shares one GPU between candidates); ``ray_address``: None starts Ray on this machine, ``auto``
+    joins the cluster ``ray start`` runs here, ``HOST:PORT`` a remote one. ``cpus_per_candidate`` is also each
+    candidate's number of torch threads, in every executor: float sums depend on it, so results are identical
+    across executors only with the same value.
+    """
+
+    name: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
+    cpus_per_candidate: int = 1
+    gpus_per_candidate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name not in EXECUTORS:
+            raise ConfigError(f"executor.name: expected one of {list(EXECUTORS)}, got {self.name!r}")
+        if self.cpus_per_candidate < 1:
+            raise ConfigError(f"executor.cpus_per_candidate: expected a positive integer, got {self.cpus_per_candidate}")
+        if not 0.0 <= self.gpus_per_candidate <= 1.0:
+            raise ConfigError(
+                f"executor.gpus_per_candidate: expected a value in [0, 1] (a candidate trains on one device of a Ray "
+                f"worker; for data-parallel candidates use the local executor), got {self.gpus_per_candidate}"
+            )
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"executor.workers: expected a positive integer, got {self.workers}")
+        if self.name == "local":
+            for field, value, default in (
+                ("workers", self.workers, None), ("gpus_per_candidate", self.gpus_per_candidate, 0.0), ("ray_address", self.ray_address, None)
+            ):
+                if value != default:
+                    raise ConfigError(
+                        f"executor.{field}={value} is a setting of the ray executor; the local one evaluates one candidate "
+                        "at a time on every process it is launched with (accelerate launch / torchrun)"
+                    )
+
+
 @dataclasses.dataclass(frozen=True)
 class ExportSettings:
     """How many of the best architectures ``run_opnas.py`` exports when the search ends (0: none)."""
@@ -173,6 +241,7 @@ class SearchConfig:
     objective: Objective = Objective()
     evaluator: EvaluatorSettings = EvaluatorSettings()
     export: ExportSettings = ExportSettings()
+    executor: ExecutorSettings = ExecutorSettings()
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
@@ -185,9 +254,10 @@ class SearchConfig:
         return dataclasses.asdict(self)
 
     def search_defining_json(self) -> dict[str, Any]:
-        """The settings a resumed search must share with the original one (the budget may grow)."""
+        """The settings a resumed search must share with the original one (the budget may grow, the executor
+        change)."""
         data = self.to_json()
-        for free in ("output_dir", "max_evaluations", "export", "tensorboard"):
+        for free in ("output_dir", "max_evaluations", "export", "executor", "tensorboard"):
             data.pop(free)
         return data
 

@@ -9,14 +9,50 @@ two-process search on one CPU machine, and the ``Trainer`` of each candidate joi
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env
 
 
+CPU_COMMAND = "ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N search/run_opnas.py ..."
+
+
+class LaunchError(RuntimeError):
+    """The processes present are not the ones the launcher was asked for."""
+
+
 def distributed_state() -> PartialState:
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
+def check_launch(num_processes: int, environment: Mapping[str, str] = os.environ) -> None:
+    """Stop a launch whose processes are not what was asked for, instead of running it silently single.
+
+    - ``torchrun`` / ``accelerate launch --multi_gpu`` export ``WORLD_SIZE``; if it says more than one process
+      but the process group has one (on a machine without GPUs, without ``ACCELERATE_USE_CPU=1``), every
+      process would run the whole search alone, all in one output folder.
+    - ``accelerate launch`` asked for several processes without a multi-process launcher (``--cpu
+      --num_processes N``, or ``--num_processes N`` with no ``--multi_gpu`` on a machine without GPUs)
+      starts one process; it still exports ``MASTER_ADDR``/``MASTER_PORT`` for the others, and
+      ``ACCELERATE_MIXED_PRECISION`` (as every accelerate launcher does), but no ``WORLD_SIZE``.
+    """
+    world_size = environment.get("WORLD_SIZE")
+    if world_size is not None and world_size.isdigit() and int(world_size) != num_processes:
+        raise LaunchError(
+            f"the launcher started WORLD_SIZE={world_size} processes, but this one sees a process group of "
+            f"{num_processes}: on a machine without GPUs set ACCELERATE_USE_CPU=1 (as in `{CPU_COMMAND}`) so that "
+            "the processes join over gloo"
+        )
+    launched_by_accelerate = "ACCELERATE_MIXED_PRECISION" in environment  # every accelerate launcher exports it
+    if launched_by_accelerate and world_size is None and "MASTER_PORT" in environment:
+        raise LaunchError(
+            "accelerate launch was asked for more than one process (it exported MASTER_ADDR/MASTER_PORT for them) "
+            "but started this one alone: `accelerate launch --cpu --num_processes N` runs a single process. On CPUs "
+            f"run `{CPU_COMMAND}`; on GPUs `accelerate launch --multi_gpu --num_processes N search/run_opnas.py ...`"
+        )
 
 
 def broadcast_from_main(value: Any) -> Any:

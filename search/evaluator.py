@@ -1,11 +1,15 @@
 """How a candidate is judged (NNI's "evaluator"): one interface, swappable by the user.
 
 An :class:`Evaluator` turns an architecture into an :class:`EvaluationResult` (a proxy score, higher is
-better, plus metrics and costs). The search only ever calls :meth:`Evaluator.evaluate`, and
-:meth:`Evaluator.save` / :meth:`Evaluator.load` for whatever the evaluator must keep between candidates
-(the BIWS super-net). To judge candidates on your own task, either subclass :class:`Evaluator` or wrap a
-function ``evaluate(architecture, context) -> EvaluationResult | {"score": ..., ...}`` in
-:class:`FunctionEvaluator`, and pass it to :func:`search.run_opnas.run_search`.
+better, plus metrics and costs). To judge candidates on your own task, either subclass :class:`Evaluator` or
+wrap a function ``evaluate(architecture, context) -> EvaluationResult | {"score": ..., ...}`` in
+:class:`FunctionEvaluator`, and pass it to :func:`search.run_opnas.run_search`: it then runs with every
+executor (``search.executors``: one process, data-parallel processes, or Ray workers, which get a copy of it).
+
+An evaluator whose candidates share state (the BIWS super-net) also implements the weight-sharing hooks:
+:meth:`Evaluator.snapshot` (the state a generation starts from), :meth:`Evaluator.evaluate_from` (a child
+trained from a snapshot, giving back a write-back) and :meth:`Evaluator.apply` (a write-back copied in, in
+proposal order), with :meth:`Evaluator.save` / :meth:`Evaluator.load` for the state between restarts.
 
 Built in: :class:`SyntheticEvaluator` (instant, for tests and for timing the controller; its landscape,
 :class:`SyntheticLandscape`, also scores the synthetic tables of strategy comparisons) here,
@@ -67,9 +71,11 @@ class EvaluationResult:
 
 
 class Evaluator(abc.ABC):
-    """Judges architectures. Every process of a distributed search calls :meth:`evaluate` with the same
-    architecture and context; the main process's result is the one recorded. An evaluator that raises on
-    some processes only leaves the others waiting in their training collectives, as any DDP job would.
+    """Judges architectures. Every process of a data-parallel search evaluates the same architecture with the
+    same context; the main process's result is the one recorded. An evaluator that raises on some processes
+    only leaves the others waiting in their training collectives, as any DDP job would. Ray workers evaluate
+    on a copy of the evaluator (pickled once per search), so keep it picklable and its results a function of
+    the architecture and ``context.seed``.
 
     ``vocab_size``: the vocabulary the candidates are built with, when the evaluator decides it (a
     tokenizer's size); None leaves it to the config's ``model.vocab_size``.
@@ -83,12 +89,38 @@ class Evaluator(abc.ABC):
         the error and goes on."""
 
     def save(self, directory: Path, tag: str) -> dict[str, str]:
-        """Write what must survive a restart; return {role: file name relative to ``directory``}.
-        ``tag`` is unique per save. An evaluator with no state between candidates writes nothing."""
+        """Write what must survive a restart; return {role: file name relative to ``directory``}, each named
+        ``<role>-<tag><suffix>`` (``tag``: 6 digits naming the point of the search), so that a resumed search
+        can tell the files a kill left behind, unnamed by its state, and remove them. An evaluator with no
+        state between candidates writes nothing."""
         return {}
 
     def load(self, directory: Path, files: Mapping[str, str]) -> None:
         """Restore what :meth:`save` wrote (``files`` as it returned them)."""
+
+    # Weight sharing (BIWS): what the children of one generation share. An evaluator without shared state keeps
+    # these defaults, and every executor then calls only :meth:`evaluate`.
+
+    def snapshot(self) -> bytes | None:
+        """The shared state every child of a generation starts from, taken when the generation starts (bytes, so
+        it can travel to another process); None: this evaluator shares nothing between candidates."""
+        return None
+
+    def evaluate_from(
+        self, snapshot: bytes | None, architecture: list[dict[str, Any]], context: EvaluationContext
+    ) -> tuple[EvaluationResult, bytes | None]:
+        """Evaluate one child starting from ``snapshot``; return its result and its *write-back* (what it gives
+        back to the shared state, bytes; None when it gives nothing back), leaving this evaluator unchanged.
+
+        It must be a pure function of ``snapshot``, ``architecture`` and ``context.seed``: an executor may run it
+        in another process (on a copy of this evaluator), in any order, or twice (a retry after a lost worker).
+        """
+        return self.evaluate(architecture, context), None
+
+    def apply(self, write_back: bytes, source: str) -> None:
+        """Copy a child's write-back into the shared state. The search calls it in proposal order, once the
+        write-backs of all earlier children of the generation are in; ``source`` names it in errors."""
+        raise NotImplementedError(f"{type(self).__name__} shares no state, so it has no write-back to apply ({source})")
 
 
 class FunctionEvaluator(Evaluator):

@@ -1,31 +1,37 @@
-"""Run an OP-NAS search (paper Algorithm 1) from a YAML/JSON config, on one process or under Accelerate.
+"""Run an OP-NAS search (paper Algorithm 1) from a YAML/JSON config: here, data-parallel, or on a Ray cluster.
 
     python search/run_opnas.py --config search/configs/tiny.yaml [--output_dir DIR] [--resume] [key=value ...]
-    accelerate launch search/run_opnas.py --config search/configs/paper.yaml --resume
+    accelerate launch --multi_gpu --num_processes 8 search/run_opnas.py --config search/configs/paper.yaml
     ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 search/run_opnas.py --config ...   # CPUs only
+    python search/run_opnas.py --config ... --executor ray --ray_address auto --gpus_per_candidate 1
 
-Every process runs the same loop. The main process alone runs the controller (strategy, mutations, UCB);
-it broadcasts each decision (the next architecture, then its result), so every process evaluates the same
-candidate data-parallel and no two processes can disagree about what comes next. After every candidate
-the main process writes the evaluator's files (the super-net, safetensors) and then the search state
-(``search_state.json``), each atomically; ``--resume`` continues from the last state with nothing lost or
-repeated. Logs: a progress bar, ``history.jsonl`` (one line per candidate), TensorBoard when installed, and
-``search.log`` (every log line, the candidates' training steps included; on the console too with ``--verbose``).
-Any config setting can follow as ``dotted.key=value`` (``evaluator.biws.pretraining.max_steps=5``).
+The search works one generation at a time (SPEC §4–§6). The controller (strategy, mutations, UCB) proposes
+a generation; the evaluator's snapshot is taken (the BIWS super-net as the generation starts); an executor
+(``search/executors.py``) evaluates the children that are not evaluated yet, ``local``: one at a time, on every
+process of a multi-process launch (data-parallel), ``ray``: all at once on Ray workers. Each child's outcome is
+written to the output folder as it arrives (its result in the state, its write-back as a safetensors file),
+and outcomes are committed in proposal order: the write-back applied to the super-net, the candidate
+added to the history; when a generation is complete, the strategy observes it. So the result is the same
+with any executor and any number of workers, and ``--resume`` never evaluates a finished child again.
+
+One search per output folder (a lock, ``search.lock``); the state (``search_state.json``) and the evaluator's
+files are written atomically, and every file is checked when a search resumes. Logs: a progress bar,
+``history.jsonl`` (one line per candidate), TensorBoard when installed, and ``search.log`` (every log line,
+the local candidates' training steps included; on the console too with ``--verbose``; Ray workers' logs stay
+in Ray's session folder). Any config setting can follow as ``dotted.key=value``
+(``evaluator.biws.pretraining.max_steps=5``).
 
 From Python, ``run_search(config, evaluator=MyEvaluator())`` runs a search with your own evaluator.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import logging
-import shutil
+import re
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +40,27 @@ if __package__ in (None, ""):  # run as a file (python search/run_opnas.py): mak
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import datasets
-import torch
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser
 
 from search.config import ConfigError, SearchConfig, load_config
 from search.controller import SearchController, candidate_seed, config_digest
-from search.distributed import broadcast_from_main, close_process_group, distributed_state
-from search.evaluator import EvaluationContext, EvaluationResult, Evaluator, SyntheticEvaluator
-from search.state import CONFIG_COPY, STATE_FILE, SearchState, atomic_write_bytes, atomic_write_json, load_state, save_state
-from search.strategies import STRATEGIES, Proposal
+from search.distributed import broadcast_from_main, check_launch, close_process_group, distributed_state
+from search.evaluator import Evaluator, SyntheticEvaluator
+from search.executors import CandidateJob, CandidateOutcome, make_executor
+from search.lock import OutputFolderLock, SearchLockedError
+from search.state import (
+    CONFIG_COPY,
+    STATE_FILE,
+    ArrivedResult,
+    SearchState,
+    StateFileError,
+    atomic_write_bytes,
+    atomic_write_json,
+    load_state,
+    save_state,
+)
+from search.strategies import STRATEGIES
 from search.table_evaluator import TableEvaluator
 from training.console import configure_logging
 from training.overrides import split_overrides
@@ -65,6 +82,21 @@ class RunArguments:
     weight_sharing: bool | None = dataclasses.field(
         default=None, metadata={"help": "Overrides evaluator.biws.weight_sharing (BIWS on/off)."}
     )
+    executor: str | None = dataclasses.field(
+        default=None, metadata={"help": "Where candidates run: local (this process / every rank, data-parallel) or ray."}
+    )
+    ray_address: str | None = dataclasses.field(
+        default=None, metadata={"help": "Ray: `auto` (the cluster `ray start` runs here) or HOST:PORT; default: start Ray here."}
+    )
+    workers: int | None = dataclasses.field(
+        default=None, metadata={"help": "Ray: candidates evaluated at once (default: as many as the cluster holds)."}
+    )
+    cpus_per_candidate: int | None = dataclasses.field(
+        default=None, metadata={"help": "CPUs Ray reserves per candidate, and each candidate's torch threads (every executor); default 1."}
+    )
+    gpus_per_candidate: float | None = dataclasses.field(
+        default=None, metadata={"help": "Ray: GPUs per candidate, at most 1 (0.25: four candidates share a GPU); default 0."}
+    )
     no_progress: bool = dataclasses.field(default=False, metadata={"help": "Hide the progress bar."})
     verbose: bool = dataclasses.field(
         default=False,
@@ -78,6 +110,11 @@ class RunArguments:
             "seed": self.seed,
             "max_evaluations": self.max_evaluations,
             "evaluator.biws.weight_sharing": self.weight_sharing,
+            "executor.name": self.executor,
+            "executor.ray_address": self.ray_address,
+            "executor.workers": self.workers,
+            "executor.cpus_per_candidate": self.cpus_per_candidate,
+            "executor.gpus_per_candidate": self.gpus_per_candidate,
         }
         return {key: value for key, value in pairs.items() if value is not None}
 
@@ -144,6 +181,9 @@ def _open_controller(config: SearchConfig, evaluator: Evaluator, output_dir: Pat
     strategy = STRATEGIES[config.strategy](config.space, config.search, config.objective, dims)
     digest = config_digest(config.search_defining_json())
     state_path = output_dir / STATE_FILE
+    if resume and not state_path.exists():
+        logger.warning("--resume: %s holds no search state yet (killed before its first write?): starting a new search", output_dir)
+        resume = False
     if not resume:
         if state_path.exists():
             raise FileExistsError(f"{state_path} exists: pass --resume to continue that search, or choose another output_dir")
@@ -152,110 +192,223 @@ def _open_controller(config: SearchConfig, evaluator: Evaluator, output_dir: Pat
     if state.config_digest != digest:
         raise ConfigError(
             f"{state_path}: this search was started with different settings (digest {state.config_digest}, the config "
-            f"gives {digest}); only output_dir, max_evaluations, export and tensorboard may change on --resume"
+            f"gives {digest}); only output_dir, max_evaluations, export, executor and tensorboard may change on --resume"
         )
-    return SearchController(strategy, config.space, dims, config.max_evaluations, state)
+    try:
+        return SearchController(strategy, config.space, dims, config.max_evaluations, state)
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise StateFileError(
+            f"{state_path}: strategy_state is not a state of the {config.strategy} strategy ({type(error).__name__}: {error})"
+        ) from None
+
+
+def _check_files_exist(output_dir: Path, state: SearchState) -> None:
+    for name in sorted(state.referenced_files()):
+        if not (output_dir / name).is_file():
+            raise StateFileError(f"{output_dir / STATE_FILE}: names {name}, but {output_dir / name} does not exist")
+
+
+def _remove_unreferenced(output_dir: Path, before: set[str], state: SearchState) -> None:
+    for name in before - state.referenced_files():
+        (output_dir / name).unlink(missing_ok=True)
+
+
+TAGGED_FILE = re.compile(r"(?P<stem>.+)-\d{6}(?P<suffix>\.[^-]*)")  # <role>-<tag><suffix>, as Evaluator.save names them
+
+
+def _remove_orphans(output_dir: Path, state: SearchState) -> None:
+    """Files a kill left between writing them and the state that would have named them: write-backs, and
+    files of the evaluator's own naming (``<role>-<tag><suffix>`` beside one the state names)."""
+    referenced = state.referenced_files()
+    shapes = {("writeback", ".safetensors")}
+    shapes |= {(match["stem"], match["suffix"]) for name in referenced if (match := TAGGED_FILE.fullmatch(name))}
+    for stem, suffix in shapes:
+        for path in output_dir.glob(f"{stem}-*{suffix}"):
+            match = TAGGED_FILE.fullmatch(path.name)
+            if match and (match["stem"], match["suffix"]) == (stem, suffix) and path.name not in referenced:
+                path.unlink(missing_ok=True)
+
+
+def _restore(evaluator: Evaluator, output_dir: Path, state: SearchState) -> bytes | None:
+    """Put the evaluator in the state the search state names (its files checked as they load) and return the
+    snapshot of a generation in progress, taken from the files it started from (none: the evaluator as
+    constructed). Nothing in the folder is changed until everything has loaded."""
+    _check_files_exist(output_dir, state)
+    snapshot = None
+    if state.pending:
+        evaluator.load(output_dir, state.snapshot_files)
+        snapshot = evaluator.snapshot()
+    evaluator.load(output_dir, state.evaluator_files)
+    _remove_orphans(output_dir, state)
+    return snapshot
+
+
+class _Generations:
+    """The main process's side of the search: opens generations, takes their snapshots, persists each
+    outcome as it arrives and commits outcomes in proposal order (see the module docstring). ``snapshot``:
+    the restored snapshot of a generation in progress."""
+
+    def __init__(
+        self, config: SearchConfig, controller: SearchController, evaluator: Evaluator, output_dir: Path, snapshot: bytes | None, log, bar
+    ):
+        self.config, self.controller, self.evaluator, self.output_dir = config, controller, evaluator, output_dir
+        self.state = controller.state
+        self.snapshot = snapshot
+        self.log, self.bar = log, bar
+        self.proposing_seconds = 0.0
+        self.fresh_write_backs: dict[int, bytes] = {}  # the head's write-back, applied without a file round trip
+
+    def open(self) -> tuple[bytes | None, list[CandidateJob]] | None:
+        """The next children to evaluate, with the snapshot they start from; None when the search is over."""
+        while True:
+            started = time.perf_counter()
+            opening = not self.state.pending
+            proposals = self.controller.open_generation()
+            if not proposals:
+                return None
+            if opening:
+                self.state.snapshot_files = dict(self.state.evaluator_files)
+                self.snapshot = self.evaluator.snapshot()
+            self.proposing_seconds = time.perf_counter() - started
+            first = len(self.state.history)
+            self.commit_ready()  # outcomes that arrived before a kill, now at the head of the queue
+            if len(self.state.history) > first:
+                continue
+            jobs = [
+                CandidateJob(index, candidate_seed(self.config.seed, index), proposal.architecture)
+                for index, proposal in enumerate(proposals, start=first)
+                if index not in self.state.arrived
+            ]
+            return self.snapshot, jobs
+
+    def arrive(self, job: CandidateJob, outcome: CandidateOutcome) -> None:
+        """Persist an outcome at once; commit it (and the ones waiting behind it) when it is at the head."""
+        if outcome.traceback:
+            logger.warning("candidate %d failed:\n%s", job.index, outcome.traceback)
+        # through JSON as a persisted outcome would be, so that a commit never depends on whether it waited
+        try:
+            arrived = ArrivedResult.from_json(ArrivedResult(outcome.result, outcome.error).to_json(), "the evaluator's result")
+        except (TypeError, ValueError) as error:
+            arrived = ArrivedResult(None, f"the evaluator returned a result the search cannot record: {error}")
+            outcome.write_back = None
+        self.state.arrived[job.index] = arrived
+        if job.index == len(self.state.history):
+            if outcome.write_back is not None:
+                self.fresh_write_backs[job.index] = outcome.write_back
+            self.commit_ready()
+            return
+        if outcome.write_back is not None:
+            arrived.write_back = f"writeback-{job.index:06d}.safetensors"
+            atomic_write_bytes(self.output_dir / arrived.write_back, outcome.write_back)
+        save_state(self.output_dir, self.state)
+
+    def commit_ready(self) -> None:
+        """Commit the arrived outcomes at the head of the queue, in proposal order: apply each write-back, record
+        the candidate; then write the evaluator's files and the state once."""
+        before = self.state.referenced_files()
+        records = []
+        budget = self.controller.max_evaluations
+        while self.state.pending and (index := len(self.state.history)) in self.state.arrived and index < budget:
+            arrived = self.state.arrived.pop(index)
+            write_back = self.fresh_write_backs.pop(index, None)
+            source = f"candidate {index}'s write-back"
+            if arrived.write_back is not None:
+                source = str(self.output_dir / arrived.write_back)
+                write_back = (self.output_dir / arrived.write_back).read_bytes()
+            if write_back is not None:
+                self.evaluator.apply(write_back, source)
+            overhead = {"controller_seconds": self.proposing_seconds}
+            self.proposing_seconds = 0.0  # the proposing time of a generation counts once, on its first commit
+            records.append(self.controller.record(self.controller.state.pending[0], arrived.result, arrived.error, overhead))
+        if not records:
+            return
+        started = time.perf_counter()
+        # tagged by the last candidate it holds: the same name whether candidates were committed one by one or
+        # together, and the name a save interrupted by a kill gets again after the resume
+        self.state.evaluator_files = self.evaluator.save(self.output_dir, f"{records[-1].index:06d}")
+        if not self.state.pending:
+            self.state.snapshot_files = {}  # the generation is complete: the next one starts from its end
+        for record in records:
+            record.cost["checkpoint_seconds"] = (time.perf_counter() - started) / len(records)
+        save_state(self.output_dir, self.state)
+        _remove_unreferenced(self.output_dir, before, self.state)
+        for record in records:
+            self.log.write(record)
+            self.bar.update(1)
+            self.bar.set_postfix(best=f"{self.log.best:.4f}" if self.log.best is not None else "-", last=record.status)
 
 
 def run_search(
     config: SearchConfig, evaluator: Evaluator | None = None, resume: bool = False, progress: bool = True
 ) -> SearchState | None:
     """Run (or, with ``resume``, continue) a search. Returns the final state on the main process, None on the
-    others (only the main process runs the controller)."""
-    is_main = distributed_state().is_main_process
+    others (only the main process runs the controller). ``evaluator`` defaults to the config's; pass a fresh
+    one (its state is restored from the output folder)."""
+    processes = distributed_state()
+    check_launch(processes.num_processes)
+    is_main = processes.is_main_process
     evaluator = evaluator or build_evaluator(config)
     output_dir = Path(config.output_dir)
 
+    lock = OutputFolderLock(output_dir)
     controller, opening_error = None, None
     if is_main:
         try:
+            lock.acquire()
             controller = _open_controller(config, evaluator, output_dir, resume)
-        except (ConfigError, OSError, ValueError) as error:
+        except (ConfigError, OSError, ValueError, SearchLockedError) as error:
             opening_error = error
+            lock.release()
     message = broadcast_from_main(None if opening_error is None else str(opening_error))
     if opening_error is not None:
         raise opening_error
     if message is not None:
         raise RuntimeError(f"the main process could not open the search: {message}")
 
-    if is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in output_dir.glob(".*.tmp"):  # temporary files of atomic writes a kill interrupted
-            leftover.unlink(missing_ok=True)
-        atomic_write_json(output_dir / CONFIG_COPY, config.to_json())
-        if controller.state.torch_rng_state is not None:
-            saved = bytearray(base64.b64decode(controller.state.torch_rng_state))
-            torch.random.set_rng_state(torch.frombuffer(saved, dtype=torch.uint8))
-    # every process restores the evaluator (the super-net) from the files the main process names
-    evaluator_files = broadcast_from_main(controller.state.evaluator_files if is_main else None)
-    if evaluator_files:
-        evaluator.load(output_dir, evaluator_files)
-
-    log = _SearchLog(output_dir, controller.state, config.tensorboard) if is_main else None
-    bar = tqdm(
-        total=config.max_evaluations,
-        initial=len(controller.state.history) if is_main else 0,
-        disable=not (is_main and progress),
-        desc=f"{config.strategy} search",
-        unit="candidate",
-    )
+    executor = log = bar = None
     try:
+        executor = make_executor(config.executor, evaluator, output_dir / "candidates", processes.num_processes, is_main)
+        generations = None
+        if is_main:
+            logger.info("search in %s: world size %d; %s", output_dir, processes.num_processes, executor.describe())
+            snapshot = _restore(evaluator, output_dir, controller.state)
+            for leftover in output_dir.glob(".*.tmp"):  # temporary files of atomic writes a kill interrupted
+                leftover.unlink(missing_ok=True)
+            atomic_write_json(output_dir / CONFIG_COPY, config.to_json())
+            log = _SearchLog(output_dir, controller.state, config.tensorboard)
+            bar = tqdm(
+                total=config.max_evaluations,
+                initial=len(controller.state.history),
+                disable=not progress,
+                desc=f"{config.strategy} search",
+                unit="candidate",
+            )
+            generations = _Generations(config, controller, evaluator, output_dir, snapshot, log, bar)
         while True:
-            started = time.perf_counter()
-            decision = None
-            if is_main:
-                proposal = controller.next_proposal()
-                decision = None if proposal is None else (proposal.to_json(), len(controller.state.history))
-            decision = broadcast_from_main(decision)
-            if decision is None:
+            plan = broadcast_from_main(generations.open() if is_main else None)  # every rank: the same children
+            if plan is None:
                 break
-            proposal_json, index = decision
-            proposal = Proposal.from_json(proposal_json)
-            proposing_seconds = time.perf_counter() - started
-
-            scratch = output_dir / "candidates" / f"{index:06d}"
-            context = EvaluationContext(index, candidate_seed(config.seed, index), scratch, is_main)
-            outcome = _evaluate(evaluator, proposal, context)
-            outcome = broadcast_from_main(outcome)
-            if not is_main:
-                continue
-
-            recording_started = time.perf_counter()
-            result, failure = outcome
-            files = evaluator.save(output_dir, f"{index:06d}")
-            overhead = {
-                "controller_seconds": proposing_seconds,
-                "checkpoint_seconds": time.perf_counter() - recording_started,
-            }
-            record = controller.record(proposal, result, failure, overhead)
-            stale = set(controller.state.evaluator_files.values()) - set(files.values())
-            controller.state.evaluator_files = files
-            controller.state.torch_rng_state = base64.b64encode(torch.random.get_rng_state().numpy().tobytes()).decode()
-            save_state(output_dir, controller.state)
-            for name in stale:
-                (output_dir / name).unlink(missing_ok=True)
-            shutil.rmtree(scratch, ignore_errors=True)
-            log.write(record)
-            bar.update(1)
-            bar.set_postfix(best=f"{log.best:.4f}" if log.best is not None else "-", last=record.status)
+            snapshot, jobs = plan
+            outcomes = executor.evaluate(evaluator, snapshot, jobs)
+            try:
+                for job, outcome in outcomes:
+                    if is_main:
+                        generations.arrive(job, outcome)
+            finally:
+                outcomes.close()
         if is_main:
             save_state(output_dir, controller.state)
             if (output_dir / "candidates").is_dir() and not any((output_dir / "candidates").iterdir()):
                 (output_dir / "candidates").rmdir()
     finally:
-        bar.close()
+        if executor is not None:
+            executor.close()
+        if bar is not None:
+            bar.close()
         if log is not None:
             log.close()
+        lock.release()
     return controller.state if is_main else None
-
-
-def _evaluate(evaluator: Evaluator, proposal: Proposal, context: EvaluationContext) -> tuple[EvaluationResult | None, str | None]:
-    """The evaluator's result, or (None, the error) if it raised: a failed candidate never stops the search."""
-    try:
-        return evaluator.evaluate(proposal.architecture, context), None
-    except Exception as error:  # noqa: BLE001 - any failure of one candidate is recorded, the search goes on
-        logger.warning("candidate %d failed:\n%s", context.index, traceback.format_exc())
-        return None, f"{type(error).__name__}: {error}"
 
 
 def main(argv: list[str] | None = None) -> SearchState | None:

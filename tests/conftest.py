@@ -53,6 +53,19 @@ def data_sources(demo: object, full: object) -> dict[str, object]:
     return {"demo": demo, **({"full": full} if FULL_DATA.is_dir() else {})}
 
 
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray instance with 2 CPUs, started once per session (that takes ~10 s). Its workers run offline
+    and find the tests' helper modules (``toy_evaluators``) on their PYTHONPATH."""
+    import ray
+
+    paths = os.pathsep.join([str(REPOSITORY), str(REPOSITORY / "tests")])
+    environment = {"PYTHONPATH": paths, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False, runtime_env={"env_vars": environment})
+    yield ray
+    ray.shutdown()
+
+
 @pytest.fixture(autouse=True)
 def _remove_script_logging():
     """Scripts run in-process install console and log-file handlers (`training.console.configure_logging`):

@@ -5,8 +5,8 @@ The commands are read from README.md, so a command added there that does not wor
 script this test does not know fails it too, until a smoke size is added to `SMOKE` below. They run in a
 scratch folder that holds `demo_data/`, `configs/`, `scripts/` and `search/` (links to the repository) and
 nothing else, as in a clone without `../shared`. Each runs in this process, as its script's ``__main__``
-(``accelerate launch X`` is ``python X``: one process on a machine without GPUs), so the whole README costs
-seconds per command rather than an interpreter start each.
+(``accelerate launch X`` and ``torchrun X`` are ``python X``: one process), so the whole README costs seconds
+per command rather than an interpreter start each; ``--executor ray`` runs on the session's Ray instance.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ SMOKE = {  # script → what the test appends to its README command
                                       "--children_per_parent", "1"],
     "scripts/fidelity.py": ["--num_architectures", "2", "--pretraining_steps", "2", "--finetuning_steps", "2"],
     "scripts/export_onnx.py": [],
+    "scripts/estimate_search_scale.py": [],
 }
 PIP_EXTRA = re.compile(r'pip install -e "\.\[(\w+)\]"')  # installs an extra of setup.cfg (CI has them all: dev)
 
@@ -98,12 +99,17 @@ def reads_a_pretraining_run(command: str) -> bool:
 
 
 def smoke_argv(command: str) -> tuple[str, list[str]]:
-    """The script and arguments a README command runs, with the smoke settings appended."""
+    """The script and arguments a README command runs, with the smoke settings appended. A launcher
+    (``accelerate launch [OPTIONS]``, ``[VAR=value ...] torchrun [OPTIONS]``) runs its script as ``python``."""
     argv = shlex.split(command, comments=True)
     argv = [PLACEHOLDERS.get(word, word) for word in argv]
-    if argv[:2] == ["accelerate", "launch"]:
-        argv = ["python", *argv[2:]]
-    assert argv[0] == "python", f"README command {command!r}: expected `python SCRIPT ...` or `accelerate launch SCRIPT ...`"
+    while argv and re.fullmatch(r"[A-Z_]+=\S*", argv[0]):  # environment settings of the launch
+        argv = argv[1:]
+    launcher = 2 if argv[:2] == ["accelerate", "launch"] else 1 if argv[:1] == ["torchrun"] else 0
+    if launcher:
+        script_at = next(index for index, word in enumerate(argv) if word.endswith(".py"))
+        argv = ["python", *argv[script_at:]]
+    assert argv[0] == "python", f"README command {command!r}: expected `python SCRIPT ...`, `accelerate launch` or `torchrun`"
     script, arguments = argv[1], argv[2:]
     assert script in SMOKE, f"README command {command!r}: {script} has no smoke size in tests/test_readme_commands.py"
     extra = list(SMOKE[script])
@@ -148,7 +154,7 @@ def clone_like_workdir(tmp_path, monkeypatch):
     transformers.utils.logging.enable_progress_bar()
 
 
-def test_every_readme_command_runs_on_the_demo_data(clone_like_workdir, capfd):
+def test_every_readme_command_runs_on_the_demo_data(clone_like_workdir, capfd, ray_cluster):  # Ray: the session's instance
     commands = [command for command in readme_commands(README.read_text(encoding="utf-8")) if FRESH_MACHINE not in command]
     assert len(commands) >= 15, commands  # the parser found the README's commands
     commands.sort(key=reads_a_pretraining_run)

@@ -61,7 +61,6 @@ def comparable(state_json: dict) -> dict:
     for record in state["history"]:
         for name in TIMING_COSTS:
             record["cost"].pop(name, None)
-    state.pop("torch_rng_state")
     return state
 
 
@@ -199,8 +198,6 @@ def test_resume_refuses_a_different_search_and_a_fresh_start_refuses_an_existing
         run_search(synthetic_config(tmp_path, max_evaluations=5), progress=False)
     with pytest.raises(ConfigError, match="different settings"):
         run_search(synthetic_config(tmp_path, max_evaluations=9, seed=1), resume=True, progress=False)
-    with pytest.raises(FileNotFoundError, match="no search state"):
-        run_search(synthetic_config(tmp_path / "empty"), resume=True, progress=False)
 
 
 def test_config_errors_name_the_file_and_key(tmp_path):
@@ -236,8 +233,8 @@ def test_shipped_configs_load():
 
 
 def test_a_search_killed_at_a_random_point_resumes_to_the_same_state(tmp_path):
-    """SIGKILL a running search (subprocess) after a random number of candidates, resume it, and compare with
-    a search that was never interrupted: same history, statistics, queue and generator state."""
+    """SIGKILL a running search (subprocess) after a random number of candidates, resume it (in this process),
+    and compare with a search that was never interrupted: same history, statistics, queue and generator state."""
     config_path = tmp_path / "search.yaml"
     settings = synthetic_settings(tmp_path / "unused", max_evaluations=40, **{"evaluator.synthetic.delay_seconds": 0.04})
     config_path.write_text(yaml.safe_dump(settings))
@@ -268,8 +265,8 @@ def test_a_search_killed_at_a_random_point_resumes_to_the_same_state(tmp_path):
     interrupted_at = len(load_state(killed_dir).history)
     assert interrupted_at < 40
 
-    subprocess.run(command(killed_dir, "--resume"), env=env, cwd=REPO, check=True, capture_output=True)
-    subprocess.run(command(straight_dir), env=env, cwd=REPO, check=True, capture_output=True)
+    run_search(load_config(config_path, {"output_dir": str(killed_dir)}), resume=True, progress=False)  # here: faster
+    run_search(load_config(config_path, {"output_dir": str(straight_dir)}), progress=False)
     resumed = json.loads(state_file.read_text())
     straight = json.loads((straight_dir / "search_state.json").read_text())
     assert len(resumed["history"]) == 40
