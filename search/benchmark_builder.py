@@ -457,6 +457,12 @@ def build_benchmark(arguments: BenchmarkBuildArguments, protocol: MiniPretrainin
     architectures = [canonical_architecture(layers, space) for layers in enumerate_architectures(space)]
     requests = [RunRequest(layers, seed) for layers in architectures for seed in arguments.seeds]
     requests += [RunRequest(preset_layers(name), seed) for name in arguments.presets for seed in arguments.preset_seeds]
+    versions = {  # taken before the runs: the code they ran with
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "git_commit": git_commit(),
+    }
     started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
     done = run_missing(requests, pretraining, journal, arguments.workers, _log_progress)
@@ -467,12 +473,7 @@ def build_benchmark(arguments: BenchmarkBuildArguments, protocol: MiniPretrainin
         "workers": arguments.workers,
         "threads_per_worker": protocol.threads,
         "data_sha256": digests,
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "git_commit": git_commit(),
-        },
+        "versions": versions,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
     }
     table = assemble_table(arguments, protocol, pretraining, journal, architectures, provenance)
