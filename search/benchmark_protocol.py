@@ -364,7 +364,11 @@ def measure_trainer_overhead(
     from training.runners import pretrain  # the Trainer path is only needed for this comparison
 
     pretraining = MiniPretraining(protocol, work_dir)
-    layers = [{"type": "conv", "kernel_size": 3}, {"type": "attention", "program": "matmul(cosine(Q, K), Q)"}]
+    layers = [
+        {"type": "conv", "kernel_size": 3},
+        {"type": "attention", "program": "matmul(cosine(Q, K), Q)"},
+        {"type": "conv", "kernel_size": 65},
+    ]  # an architecture of benchmarks/mini_3layer.json
     timings: dict[str, dict[str, list[float]]] = {"lean": {"wall": [], "cpu": []}, "trainer": {"wall": [], "cpu": []}}
     for repeat in range(repeats):
         result = pretraining.run(layers, seed=repeat)

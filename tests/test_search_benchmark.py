@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import stats as scipy_stats
 
 from search.benchmark_builder import (
     BenchmarkBuildArguments,
@@ -25,6 +26,7 @@ from search.benchmark_builder import (
     open_journal,
 )
 from search.benchmark_protocol import MiniPretraining, MiniPretrainingProtocol, ProtocolError, RunResult, split_articles
+from search.benchmark_report import format_preset_report, preset_report
 from search.reliability import one_way_icc
 from search.space import architecture_key, enumerate_architectures
 from search.tabular import BenchmarkTable
@@ -159,7 +161,7 @@ def test_icc_refuses_a_table_it_cannot_judge():
 TINY_FLAGS = [
     "--text_file", str(DEMO_TEXT), "--vocab_file", str(DEMO_VOCAB),
     "--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32", "--max_seq_length", "32",
-    "--batch_size", "4", "--steps", "12", "--warmup_steps", "1", "--held_out_maskings", "1",
+    "--batch_size", "4", "--steps", "6", "--warmup_steps", "1", "--held_out_maskings", "1",
     "--num_layers", "1", "--kernel_sizes", "3", "9", "--ops", "matmul", "cosine", "--max_program_length", "2",
     "--presets", "bert", "--preset_seeds", "0", "1", "--calibration_architectures", "4",
 ]  # 2 kernels + 6 programs = 8 architectures × 2 seeds, and 2 preset runs
@@ -173,10 +175,16 @@ def _arguments(tmp_path: Path, name: str, workers: int = 1):
     return protocol, arguments, flags
 
 
-def test_the_builder_writes_an_exhaustive_valid_table(tmp_path):
-    protocol, arguments, flags = _arguments(tmp_path, "table")
-    build_benchmark(arguments, protocol, flags)
-    table = BenchmarkTable.load(arguments.output)
+@pytest.fixture(scope="module")
+def straight_build(tmp_path_factory) -> tuple[BenchmarkTable, Path]:
+    """The tiny sub-space built in one go, in this process: the table and its file."""
+    protocol, arguments, flags = _arguments(tmp_path_factory.mktemp("straight"), "table")
+    return build_benchmark(arguments, protocol, flags), Path(arguments.output)
+
+
+def test_the_builder_writes_an_exhaustive_valid_table(straight_build):
+    table, path = straight_build
+    assert BenchmarkTable.load(path) == table and path.with_suffix(".csv").read_text().count("\n") == 9
     assert table.exhaustive and table.seeds == (0, 1) and len(table) == 8
     assert {architecture_key(entry.architecture) for entry in table.entries} == {
         architecture_key(layers) for layers in enumerate_architectures(table.space)
@@ -185,14 +193,15 @@ def test_the_builder_writes_an_exhaustive_valid_table(tmp_path):
     assert table.reliability["kind"].startswith("ICC(1)") and len(table.reliability["calibration"]["architectures"]) == 4
     (bert,) = table.presets
     assert bert["name"] == "bert" and len(bert["layers"]) == 12 and len(bert["held_out_mlm_loss"]) == 2
-    assert table.protocol["steps"] == 12 and table.protocol["data"]["held_out_masked_tokens"] > 0
+    assert table.protocol["steps"] == 6 and table.protocol["data"]["held_out_masked_tokens"] > 0
     provenance = table.provenance
     assert provenance["runs"] == 18 and set(provenance["versions"]) == {"python", "torch", "transformers", "git_commit"}
     assert set(provenance["data_sha256"]) == {str(DEMO_TEXT), str(DEMO_VOCAB)}
-    assert (tmp_path / "table.csv").read_text().count("\n") == 9
+    assert provenance["quiet_machine_estimate_seconds"] == pytest.approx(provenance["runs_cpu_seconds"])  # 1 worker
+    assert provenance["command"][:2] == ["python", "scripts/build_benchmark.py"] or "--output" in provenance["command"]
 
 
-def test_a_killed_build_resumes_to_the_scores_of_an_uninterrupted_one(tmp_path):
+def test_a_killed_build_resumes_to_the_scores_of_an_uninterrupted_one(tmp_path, straight_build):
     """SIGKILL the build (and its worker processes) once a few runs are journaled; a rerun trains only the rest
     and gives exactly the table of a build that was never interrupted."""
     protocol, arguments, flags = _arguments(tmp_path, "killed", workers=2)
@@ -204,20 +213,19 @@ def test_a_killed_build_resumes_to_the_scores_of_an_uninterrupted_one(tmp_path):
     journal = Path(arguments.work_dir) / "journal.jsonl"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and process.poll() is None:
-        if journal.exists() and journal.read_bytes().count(b"\n") >= 4:  # the header and 3 runs
+        if journal.exists() and journal.read_bytes().count(b"\n") >= 3:  # the header and 2 runs
             break
         time.sleep(0.01)
     assert process.poll() is None, f"the build ended before it could be killed: {process.stderr.read().decode()[-2000:]}"
     os.killpg(process.pid, signal.SIGKILL)  # the build and its workers: the whole session it started
     process.wait()
     journaled = journal.read_bytes().count(b"\n") - 1
-    assert 3 <= journaled < 18
+    assert 2 <= journaled < 18
 
     resumed_arguments = dataclasses.replace(arguments, workers=1)
     resumed = build_benchmark(resumed_arguments, protocol, flags)
     assert journal.read_bytes().count(b"\n") - 1 == 18  # nothing trained twice
-    straight_protocol, straight_arguments, straight_flags = _arguments(tmp_path, "straight")
-    straight = build_benchmark(straight_arguments, straight_protocol, straight_flags)
+    straight, _ = straight_build
     assert [entry.scores for entry in resumed.entries] == [entry.scores for entry in straight.entries]
     assert [preset["held_out_mlm_loss"] for preset in resumed.presets] == [preset["held_out_mlm_loss"] for preset in straight.presets]
 
@@ -254,5 +262,42 @@ def test_an_unfinished_last_line_is_dropped_and_that_run_is_done_again(tmp_path)
 def test_a_journal_of_another_protocol_is_refused(tmp_path):
     journal, path = _journal_with_two_runs(tmp_path)
     header = {**journal.header, "protocol": {**journal.header["protocol"], "steps": 99}}
-    with pytest.raises(JournalError, match=rf"{path}:1: the journal was written for another protocol \(steps: journal 12, now 99\)"):
+    with pytest.raises(JournalError, match=rf"{path}:1: the journal was written for another protocol \(steps: journal 6, now 99\)"):
         RunJournal(path, header)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The presets side by side (paper Table 5 at mini scale).
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _table_with_presets(straight: BenchmarkTable, losses: dict[str, list[float]]) -> BenchmarkTable:
+    presets = tuple(
+        {"name": name, "seeds": list(range(len(values))), "held_out_mlm_loss": values,
+         "mean_held_out_mlm_loss": float(np.mean(values)), "sd_held_out_mlm_loss": float(np.std(values, ddof=1))}
+        for name, values in losses.items()
+    )
+    return dataclasses.replace(straight, presets=presets)
+
+
+def test_the_preset_report_pairs_seeds_and_places_presets_in_the_table(straight_build):
+    straight, _ = straight_build
+    losses = {
+        "autobert-zero-conv-only": [6.10, 6.12, 6.11, 6.13, 6.09],
+        "bert": [6.20, 6.21, 6.23, 6.20, 6.22],
+        "autobert-zero": [6.15, 6.16, 6.18, 6.14, 6.17],
+    }
+    report = preset_report(_table_with_presets(straight, losses))
+    assert report["measured_order"] == ["autobert-zero-conv-only", "autobert-zero", "bert"]
+    assert report["paper_order"] == ["autobert-zero", "bert", "autobert-zero-conv-only"] and not report["paper_order_holds"]
+    first = next(test for test in report["paired_tests"] if test["second"] == "bert" and test["first"] == "autobert-zero-conv-only")
+    differences = np.subtract(losses["autobert-zero-conv-only"], losses["bert"])
+    assert first["mean_difference"] == pytest.approx(differences.mean()) and first["first_better_seeds"] == 5
+    t_statistic = differences.mean() / (differences.std(ddof=1) / math.sqrt(5))
+    assert first["paired_t_p"] == pytest.approx(2 * scipy_stats.t.sf(abs(t_statistic), df=4))
+    assert first["wilcoxon_p"] == pytest.approx(2 / 32)  # all five differences one way: the exact minimum
+    table_losses = np.array([-entry.score for entry in straight.entries])
+    conv_only = report["presets"][0]
+    assert conv_only["table_percentile"] == pytest.approx(100 * (table_losses > conv_only["mean"]).mean())
+    text = format_preset_report(report)
+    assert "| `autobert-zero-conv-only` | 6.1000 | 6.1200 |" in text and "does not hold" in text
