@@ -32,11 +32,12 @@ from typing import Any
 import torch
 import transformers
 
+from modeling_autobert_zero.architecture import architecture_key
 from modeling_autobert_zero.configuration_autobert_zero import ARCHITECTURE_PRESETS
 
 from .benchmark_protocol import SCORE_NAME, MiniPretraining, MiniPretrainingProtocol, RunResult, file_sha256
 from .reliability import IntraclassCorrelation, one_way_icc
-from .space import Architecture, SearchSpace, architecture_key, canonical_architecture, enumerate_architectures
+from .space import Architecture, SearchSpace, enumerate_architectures
 from .tabular import BenchmarkTable, TableEntry
 
 
@@ -454,7 +455,7 @@ def build_benchmark(arguments: BenchmarkBuildArguments, protocol: MiniPretrainin
     journal, work_dir, digests = open_journal(arguments, protocol)
     pretraining = MiniPretraining(protocol, work_dir)
     space = arguments.space()
-    architectures = [canonical_architecture(layers, space) for layers in enumerate_architectures(space)]
+    architectures = [space.canonical_architecture(layers) for layers in enumerate_architectures(space)]
     requests = [RunRequest(layers, seed) for layers in architectures for seed in arguments.seeds]
     requests += [RunRequest(preset_layers(name), seed) for name in arguments.presets for seed in arguments.preset_seeds]
     versions = {  # taken before the runs: the code they ran with

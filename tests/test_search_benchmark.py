@@ -27,7 +27,8 @@ from search.benchmark_builder import (
 from search.benchmark_protocol import MiniPretraining, MiniPretrainingProtocol, ProtocolError, RunResult, split_articles
 from search.benchmark_report import format_preset_report, preset_report
 from search.reliability import one_way_icc
-from search.space import architecture_key, enumerate_architectures
+from modeling_autobert_zero.architecture import architecture_key
+from search.space import enumerate_architectures
 from search.tabular import BenchmarkTable
 from training.corpus import is_article_heading, iter_documents
 
