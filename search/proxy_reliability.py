@@ -30,11 +30,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from modeling_autobert_zero.architecture import architecture_key
+
 from .config import SearchConfig
 from .controller import candidate_seed
 from .evaluator import Evaluator
 from .executors import CandidateJob, evaluate_candidate, torch_threads
 from .reliability import one_way_icc
+from .run_opnas import build_evaluator
 from .space import Architecture, SearchSpace, sample_architecture
 
 
@@ -58,7 +61,7 @@ def sample_distinct_architectures(space: SearchSpace, count: int, seed: int, max
     chosen: dict[str, Architecture] = {}
     for _ in range(max_draws):
         architecture = space.canonical_architecture(sample_architecture(space, rng))
-        chosen.setdefault(repr(architecture), architecture)
+        chosen.setdefault(architecture_key(architecture), architecture)
         if len(chosen) == count:
             return list(chosen.values())
     raise ValueError(f"architectures: the space holds fewer than {count} distinct architectures ({len(chosen)} found in {max_draws} draws)")
@@ -108,10 +111,13 @@ def measure_proxy_reliability(
     complete = [entry["scores"] for entry in entries if None not in entry["scores"]]
     if len(complete) < 2:
         raise RuntimeError(f"only {len(complete)} architecture(s) evaluated with every seed; ICC needs at least 2")
-    icc = {name: None if isinstance(value, float) and math.isnan(value) else value for name, value in one_way_icc(complete).to_json().items()}
+    icc = {  # None where every score is equal: nothing is separated, and ICC(1) is undefined
+        name: None if isinstance(value, float) and math.isnan(value) else value
+        for name, value in one_way_icc(complete).to_json().items()
+    }
     means = [statistics.fmean(scores) for scores in complete]
     return {
-        **icc,  # icc None: every score equal, nothing separated (undefined ICC)
+        **icc,
         "architectures_failed": len(entries) - len(complete),
         "score_mean": statistics.fmean(means),
         "score_range": [min(means), max(means)],
@@ -129,8 +135,6 @@ def run_proxy_reliability(
     config: SearchConfig, arguments: ProxyReliabilityArguments, progress: Callable[[str], None] = lambda line: None
 ) -> dict[str, Any]:
     """The measurement for ``config`` (made from scratch) as ``arguments`` ask."""
-    from .run_opnas import build_evaluator  # the search's own choice of evaluator
-
     config = from_scratch(config)
     architectures = sample_distinct_architectures(config.space, arguments.architectures, arguments.sample_seed)
     evaluator = build_evaluator(config)
