@@ -115,7 +115,7 @@ class CompactVocabulary:
     def kept(self, content: bytes) -> str:
         texts = " and ".join(f"`{text}`" for text in self.texts)
         pieces = len(content.splitlines())
-        return f"the {pieces} word pieces (special tokens included) that {texts} use"
+        return f"derived from the demo `{self.vocabulary}`: the {pieces} word pieces (special tokens included) that {texts} use"
 
 
 DEMO_VOCABULARY = CompactVocabulary(
@@ -140,8 +140,9 @@ Paraphrase Corpus terms; SQuAD: CC BY-SA 4.0).
   `plausible_answers`). The full files are `train-v1.1.json`, `dev-v1.1.json`, `train-v2.0.json` and
   `dev-v2.0.json` from https://rajpurkar.github.io/SQuAD-explorer/ (also on the Hub as `rajpurkar/squad` and
   `rajpurkar/squad_v2`, in another format).
-- `vocab-wikitext-demo.txt` is not taken from a source file: it is the part of the demo `vocab.txt` that the demo
-  WikiText text uses (`search/configs/tiny.yaml` scores candidates with it; see the README's search section).
+- `vocab-wikitext-demo.txt` is not taken from a source file: it is the part of the demo `vocab.txt` (listed as
+  its source) that the demo WikiText text uses (`search/configs/tiny.yaml` scores candidates with it; see the
+  README's search section).
 - Scores on these subsets show that a pipeline runs; they are not comparable with published results.
 
 | file | source (under the shared `data/`) | kept | SHA-256 |
@@ -175,7 +176,7 @@ def main() -> None:
     content = DEMO_VOCABULARY.extract(output)
     write_atomic(output / DEMO_VOCABULARY.destination, content)
     rows.append(
-        f"| `{DEMO_VOCABULARY.destination}` | demo `{DEMO_VOCABULARY.vocabulary}` (derived) | {DEMO_VOCABULARY.kept(content)} "
+        f"| `{DEMO_VOCABULARY.destination}` | `{DEMO_VOCABULARY.vocabulary}` | {DEMO_VOCABULARY.kept(content)} "
         f"| `{hashlib.sha256(content).hexdigest()[:16]}…` |"
     )
     write_atomic(output / "PROVENANCE.md", (PROVENANCE_HEADER + "\n".join(rows) + "\n").encode("utf-8"))
