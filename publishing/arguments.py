@@ -126,8 +126,9 @@ class QuickstartArguments:
     search_proxy: str = field(
         default="mlm_loss",
         metadata={
-            "help": "How candidates are scored: mlm_loss (held-out MLM loss; at demo budgets no candidate beats the "
-                    "majority class on GLUE, so the GLUE proxy would rank them at random) or glue (the paper's).",
+            "help": "How candidates are scored: mlm_loss (search/configs/tiny.yaml's held-out MLM loss, which separates "
+                    "architectures at this size, README) or glue (the paper's; at demo budgets every candidate predicts "
+                    "the majority class, so it ranks them at random).",
             "choices": ("mlm_loss", "glue"),
         },
     )

@@ -44,6 +44,7 @@ from training.console import configure_logging
 from training.corpus import is_article_heading
 from training.glue import run_glue
 from training.metrics import percent
+from training.overrides import apply_overrides
 from training.run_info import environment_record, shown_path
 from training.runners import run_pretraining
 
@@ -59,11 +60,15 @@ MODEL_NAME = "autobert-zero-quickstart"
 HELD_OUT_FRACTION = 0.2
 
 
+SEARCH_CONFIG = Path(__file__).resolve().parents[1] / "search" / "configs" / "tiny.yaml"
+
+
 @dataclasses.dataclass(frozen=True)
 class QuickstartBudget:
-    """Sizes and step counts of every stage."""
+    """Sizes and step counts of every stage. The search is `search/configs/tiny.yaml` (whose proxy is measured to
+    separate architectures at its size: README, "Architecture search") with this budget's number of candidates
+    and ``search_overrides``; the best architecture found is then pretrained at this budget's width."""
 
-    num_layers: int
     hidden_size: int
     num_attention_heads: int
     intermediate_size: int
@@ -72,12 +77,7 @@ class QuickstartBudget:
     population_size: int
     num_parents: int
     children_per_parent: int
-    candidate_pretraining_steps: int
-    candidate_finetuning_steps: int
-    candidate_batch_size: int
-    candidate_pretraining_examples: int
-    candidate_train_examples: int
-    candidate_eval_examples: int
+    search_overrides: tuple[tuple[str, Any], ...]
     pretraining_steps: int
     pretraining_batch_size: int
     pretraining_learning_rate: float
@@ -89,19 +89,22 @@ class QuickstartBudget:
 
 
 FULL = QuickstartBudget(
-    num_layers=4, hidden_size=64, num_attention_heads=2, intermediate_size=128, max_seq_length=64,
-    search_evaluations=16, population_size=4, num_parents=2, children_per_parent=2,
-    candidate_pretraining_steps=60, candidate_finetuning_steps=40, candidate_batch_size=16,
-    candidate_pretraining_examples=2000, candidate_train_examples=640, candidate_eval_examples=200,
+    hidden_size=64, num_attention_heads=2, intermediate_size=128, max_seq_length=64,
+    search_evaluations=16, population_size=4, num_parents=2, children_per_parent=2, search_overrides=(),
     pretraining_steps=600, pretraining_batch_size=32, pretraining_learning_rate=1e-3,
     finetuning_epochs=10.0, finetuning_batch_size=32, finetuning_learning_rate=2e-3,
     finetuning_train_examples=None, finetuning_eval_examples=None,
 )
 SMOKE = QuickstartBudget(
-    num_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64, max_seq_length=32,
+    hidden_size=32, num_attention_heads=2, intermediate_size=64, max_seq_length=32,
     search_evaluations=3, population_size=2, num_parents=1, children_per_parent=1,
-    candidate_pretraining_steps=3, candidate_finetuning_steps=3, candidate_batch_size=8,
-    candidate_pretraining_examples=200, candidate_train_examples=64, candidate_eval_examples=32,
+    search_overrides=tuple({
+        "evaluator.biws.pretraining.max_steps": 3, "evaluator.biws.pretraining.batch_size": 8,
+        "evaluator.biws.pretraining.max_seq_length": 32, "evaluator.biws.pretraining.max_examples": 200,
+        "evaluator.biws.pretraining.max_validation_examples": 32, "evaluator.biws.finetuning.max_steps": 3,
+        "evaluator.biws.finetuning.batch_size": 8, "evaluator.biws.finetuning.max_train_examples": 64,
+        "evaluator.biws.finetuning.max_eval_examples": 32,
+    }.items()),
     pretraining_steps=8, pretraining_batch_size=8, pretraining_learning_rate=1e-3,
     finetuning_epochs=1.0, finetuning_batch_size=16, finetuning_learning_rate=2e-3,
     finetuning_train_examples=64, finetuning_eval_examples=32,
@@ -161,8 +164,9 @@ class RunRecord:
 
 def split_wikitext(source: Path, directory: Path, held_out_fraction: float = HELD_OUT_FRACTION) -> tuple[Path, Path]:
     """Split a WikiText file at an article boundary into training text and held-out text (the last articles,
-    about ``held_out_fraction`` of the lines): the search's MLM-loss proxy and the pretraining's evaluation
-    need text no model trained on. Returns the two files, written in the same WikiText format."""
+    about ``held_out_fraction`` of the lines): the pretraining's evaluation needs text it never trained on (the
+    search holds out other text: tiny.yaml's WikiText test articles). Returns the two files, written in the
+    same WikiText format."""
     lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
     boundaries = [index for index, line in enumerate(lines) if index > 0 and is_article_heading(line)]
     wanted = (1.0 - held_out_fraction) * len(lines)
@@ -174,71 +178,58 @@ def split_wikitext(source: Path, directory: Path, held_out_fraction: float = HEL
     return train_file, held_out_file
 
 
-def search_settings(
-    texts: tuple[Path, Path], demo_data: Path, output_dir: Path, budget: QuickstartBudget, task: str, proxy: str, seed: int
-) -> dict[str, Any]:
-    """A search config (the layout of `search/configs/*.yaml`) over the demo data."""
-    train_file, held_out_file = texts
-    return {
+def search_settings(demo_data: Path, output_dir: Path, budget: QuickstartBudget, task: str, proxy: str, seed: int) -> dict[str, Any]:
+    """The search config: `search/configs/tiny.yaml` with its demo data read from ``demo_data``, this budget's
+    candidates and, with ``proxy`` glue, the paper's proxy on ``task`` (with BERT's vocabulary, as tiny.yaml says)."""
+    settings = yaml.safe_load(SEARCH_CONFIG.read_text(encoding="utf-8"))
+    biws = settings["evaluator"]["biws"]
+
+    def on_demo_data(path: str) -> str:  # tiny.yaml's paths are relative to the repository root: demo_data/...
+        return shown_path(demo_data / Path(path).relative_to("demo_data"))
+
+    overrides: dict[str, Any] = {
         "output_dir": shown_path(output_dir),
         "seed": seed,
-        "strategy": "opnas",
         "max_evaluations": budget.search_evaluations,
-        "search": {
-            "population_size": budget.population_size,
-            "num_parents": budget.num_parents,
-            "children_per_parent": budget.children_per_parent,
-            "ucb_alpha": 0.01,
-        },
-        "space": {"num_layers": budget.num_layers, "max_program_length": 10},
-        "model": {
-            "hidden_size": budget.hidden_size,
-            "num_attention_heads": budget.num_attention_heads,
-            "intermediate_size": budget.intermediate_size,
-            "max_position_embeddings": 2 * budget.max_seq_length,
-        },
-        "evaluator": {
-            "name": "biws",
-            "biws": {
-                "tokenizer": shown_path(demo_data / "vocab.txt"),
-                "weight_sharing": True,
-                "proxy": proxy,
-                "pretraining": {
-                    "train_files": [shown_path(train_file)],
-                    "validation_files": [shown_path(held_out_file)],
-                    "max_validation_examples": 128,
-                    "max_seq_length": budget.max_seq_length,
-                    "max_steps": budget.candidate_pretraining_steps,
-                    "batch_size": budget.candidate_batch_size,
-                    "learning_rate": 1e-3,
-                    "max_examples": budget.candidate_pretraining_examples,
-                },
-                "finetuning": {
-                    "tasks": [task],
-                    "data_dir": shown_path(demo_data / "glue"),
-                    "max_seq_length": budget.max_seq_length,
-                    "max_steps": budget.candidate_finetuning_steps,
-                    "batch_size": budget.candidate_batch_size,
-                    "learning_rate": 1e-3,
-                    "max_train_examples": budget.candidate_train_examples,
-                    "max_eval_examples": budget.candidate_eval_examples,
-                },
-            },
-        },
-        "export": {"top_k": 1},
+        "search.population_size": budget.population_size,
+        "search.num_parents": budget.num_parents,
+        "search.children_per_parent": budget.children_per_parent,
+        "evaluator.biws.tokenizer": on_demo_data(biws["tokenizer"]),
+        "evaluator.biws.pretraining.train_files": [on_demo_data(path) for path in biws["pretraining"]["train_files"]],
+        "evaluator.biws.pretraining.validation_files": [on_demo_data(path) for path in biws["pretraining"]["validation_files"]],
+        "evaluator.biws.finetuning.data_dir": on_demo_data(biws["finetuning"]["data_dir"]),
+        "export.top_k": 1,
         "tensorboard": False,
+        **dict(budget.search_overrides),
     }
+    if proxy == "glue":
+        overrides.update({
+            "evaluator.biws.proxy": "glue",
+            "evaluator.biws.tokenizer": shown_path(demo_data / "vocab.txt"),
+            "evaluator.biws.finetuning.tasks": [task],
+        })
+    return apply_overrides(settings, overrides)
 
 
 def pretraining_settings(
-    best: Path, texts: tuple[Path, Path], output_dir: Path, cache_dir: Path, budget: QuickstartBudget, seed: int
+    best: Path, demo_data: Path, texts: tuple[Path, Path], output_dir: Path, cache_dir: Path, budget: QuickstartBudget, seed: int
 ) -> dict[str, Any]:
-    """`scripts/pretrain.py` arguments: the best architecture's config, from scratch, on the demo text (held-out
-    articles for its evaluation losses)."""
+    """`scripts/pretrain.py` arguments: the best architecture's layers at this budget's width, BERT's dropout and
+    vocabulary, from scratch, on the demo text (held-out articles for its evaluation losses)."""
     train_file, held_out_file = texts
+    width = {
+        "hidden_size": budget.hidden_size,
+        "num_attention_heads": budget.num_attention_heads,
+        "intermediate_size": budget.intermediate_size,
+        "max_position_embeddings": 2 * budget.max_seq_length,
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "conv_kernel_dropout": 0.1,
+    }
     return {
-        "tokenizer": shown_path(best),
+        "tokenizer": shown_path(demo_data / "vocab.txt"),
         "config_file": shown_path(best / "config.json"),
+        "config_overrides": ",".join(f"{name}={value}" for name, value in width.items()),
         "train_files": [shown_path(train_file)],
         "validation_files": [shown_path(held_out_file)],
         "max_seq_length": budget.max_seq_length,
@@ -331,10 +322,10 @@ def run_quickstart(arguments: QuickstartArguments, report: Callable[[str], None]
     )
     search_dir = output_dir / "search"
     proxy = arguments.glue_task if arguments.search_proxy == "glue" else "held-out MLM loss"
-    clock = _stage(1, total, f"OP-NAS search, {budget.search_evaluations} candidates of {budget.num_layers} layers (BIWS, {proxy} proxy)", search_dir)
+    clock = _stage(1, total, f"OP-NAS search ({shown_path(SEARCH_CONFIG)}), {budget.search_evaluations} candidates (BIWS, {proxy} proxy)", search_dir)
     search_file = _write_settings(
         configs / "search.yaml",
-        search_settings(texts, demo_data, search_dir, budget, arguments.glue_task, arguments.search_proxy, arguments.seed),
+        search_settings(demo_data, search_dir, budget, arguments.glue_task, arguments.search_proxy, arguments.seed),
     )
     state = run_search(load_config(search_file), progress=True)
     best = export_top_k(search_dir)[0]
@@ -350,7 +341,7 @@ def run_quickstart(arguments: QuickstartArguments, report: Callable[[str], None]
     pretrained = output_dir / "pretrain"
     clock = _stage(2, total, f"pretraining the best architecture from scratch, {budget.pretraining_steps} MLM + NSP steps", pretrained)
     pretrain_file = _write_settings(
-        configs / "pretrain.yaml", pretraining_settings(best, texts, pretrained, output_dir / "datasets_cache", budget, arguments.seed)
+        configs / "pretrain.yaml", pretraining_settings(best, demo_data, texts, pretrained, output_dir / "datasets_cache", budget, arguments.seed)
     )
     pretraining = run_pretraining(*parse_script_arguments((PretrainingModelArguments, PretrainingDataArguments, PretrainingArguments), [str(pretrain_file)]))
     record.add("pretraining", [f"python scripts/pretrain.py {shown_path(pretrain_file)}"], pretrain_file, pretrained,

@@ -15,8 +15,13 @@ import hashlib
 import json
 import os
 import tempfile
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+
+if __package__ in (None, ""):  # run as a file: make the repository importable (the demo vocabulary uses it)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,35 @@ SUBSETS = [
     SquadParagraphs("squad/v2.0-cs224n-split/dev-v2.0.json", "squad/v2.0/dev.json", 4, 4, 12),
 ]
 
+@dataclass(frozen=True)
+class CompactVocabulary:
+    """The word pieces of the demo ``vocabulary`` that the demo WikiText ``texts`` use, with BERT's special tokens,
+    in vocabulary order (``search.benchmark_protocol.compact_vocabulary``): the same text splits into the same
+    pieces, and a tiny model's output layer shrinks from 30,522 classes to those the text can ask for. Made
+    from files of ``demo_data/`` itself, after them."""
+
+    vocabulary: str
+    destination: str
+    texts: tuple[str, ...]
+
+    def extract(self, demo_data: Path) -> bytes:
+        from search.benchmark_protocol import compact_vocabulary
+        from training.tokenization import load_tokenizer
+
+        lines = [line for text in self.texts for line in (demo_data / text).read_text(encoding="utf-8").splitlines(keepends=True)]
+        tokens = compact_vocabulary(load_tokenizer(demo_data / self.vocabulary), lines)
+        return ("\n".join(tokens) + "\n").encode("utf-8")
+
+    def kept(self, content: bytes) -> str:
+        texts = " and ".join(f"`{text}`" for text in self.texts)
+        pieces = len(content.splitlines())
+        return f"derived from the demo `{self.vocabulary}`: the {pieces} word pieces (special tokens included) that {texts} use"
+
+
+DEMO_VOCABULARY = CompactVocabulary(
+    "vocab.txt", "vocab-wikitext-demo.txt", ("wikitext-2-raw/wiki.demo.raw", "wikitext-2-raw/wiki.demo-test.raw")
+)
+
 PROVENANCE_HEADER = """\
 # Provenance of `demo_data/`
 
@@ -106,6 +140,9 @@ Paraphrase Corpus terms; SQuAD: CC BY-SA 4.0).
   `plausible_answers`). The full files are `train-v1.1.json`, `dev-v1.1.json`, `train-v2.0.json` and
   `dev-v2.0.json` from https://rajpurkar.github.io/SQuAD-explorer/ (also on the Hub as `rajpurkar/squad` and
   `rajpurkar/squad_v2`, in another format).
+- `vocab-wikitext-demo.txt` is not taken from a source file: it is the part of the demo `vocab.txt` (listed as
+  its source) that the demo WikiText text uses (`search/configs/tiny.yaml` scores candidates with it; see the
+  README's search section).
 - Scores on these subsets show that a pipeline runs; they are not comparable with published results.
 
 | file | source (under the shared `data/`) | kept | SHA-256 |
@@ -136,6 +173,12 @@ def main() -> None:
         write_atomic(output / subset.destination, content)
         digest = hashlib.sha256(content).hexdigest()
         rows.append(f"| `{subset.destination}` | `{subset.source}` | {subset.kept(content)} | `{digest[:16]}…` |")
+    content = DEMO_VOCABULARY.extract(output)
+    write_atomic(output / DEMO_VOCABULARY.destination, content)
+    rows.append(
+        f"| `{DEMO_VOCABULARY.destination}` | `{DEMO_VOCABULARY.vocabulary}` | {DEMO_VOCABULARY.kept(content)} "
+        f"| `{hashlib.sha256(content).hexdigest()[:16]}…` |"
+    )
     write_atomic(output / "PROVENANCE.md", (PROVENANCE_HEADER + "\n".join(rows) + "\n").encode("utf-8"))
     print(f"wrote {len(rows)} files under {output}")
 

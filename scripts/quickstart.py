@@ -2,8 +2,9 @@
 
     python scripts/quickstart.py [--output_dir outputs/quickstart] [--overwrite_output_dir] [--smoke]
 
-1. a tiny OP-NAS search with BIWS weight sharing (GLUE proxy on the demo subset), best candidate exported;
-2. that architecture pretrained from scratch (MLM + NSP) on the demo WikiText-2 prefix;
+1. a tiny OP-NAS search with BIWS weight sharing (`search/configs/tiny.yaml`: held-out MLM loss proxy), the best
+   candidate exported;
+2. that architecture pretrained from scratch at a larger width (MLM + NSP) on the demo WikiText-2 prefix;
 3. GLUE finetuning on the demo SST-2 subset;
 4. a complete Hub repo folder (weights, code, tokenizer, model card, plots), reloaded in a fresh process
    with `trust_remote_code`.

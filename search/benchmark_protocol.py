@@ -51,7 +51,7 @@ from training.corpus import is_article_heading, iter_documents
 from training.pretraining_data import PretrainingCollator, build_pretraining_dataset
 from training.tokenization import load_tokenizer
 
-from .biws_evaluator import held_out_batches, held_out_mlm_loss
+from .biws_evaluator import held_out_batches, held_out_mlm_loss, score_only_trained_tokens
 
 
 SCORE_NAME = "neg_held_out_mlm_loss"
@@ -210,19 +210,6 @@ def compact_vocabulary(tokenizer, lines: Sequence[str]) -> list[str]:
             used.update(ids)
     vocabulary = tokenizer.convert_ids_to_tokens(sorted(used))
     return vocabulary
-
-
-def score_only_trained_tokens(batch: dict[str, torch.Tensor], trained_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``batch`` with the MLM label removed (-100) wherever the masked token never occurs in the training text.
-
-    About a quarter of the masked held-out word pieces of a small WikiText split are names and numbers that the
-    training articles never contain. No architecture can predict them; their loss only measures how far a
-    model has pushed down the logits of classes it never saw, which is seed noise to a benchmark. The inputs
-    (and so which tokens are masked or replaced) are unchanged.
-    """
-    labels = batch["labels"]
-    unseen = (labels != -100) & ~torch.isin(labels, trained_tokens)
-    return {**batch, "labels": labels.masked_fill(unseen, -100)}
 
 
 class MiniPretraining:

@@ -84,7 +84,7 @@ def test_an_unknown_setting_in_a_file_or_on_the_command_line_is_an_error_naming_
 
 def test_the_search_config_takes_dotted_overrides_and_names_a_wrong_one():
     config = load_config(REPOSITORY / "search" / "configs" / "tiny.yaml", {"evaluator.biws.pretraining.max_steps": 3})
-    assert config.evaluator.biws.pretraining.max_steps == 3 and config.evaluator.biws.tokenizer == "demo_data/vocab.txt"
+    assert config.evaluator.biws.pretraining.max_steps == 3 and config.evaluator.biws.tokenizer == "demo_data/vocab-wikitext-demo.txt"
     with pytest.raises(ConfigError, match=r"tiny.yaml: unknown key evaluator.biws.pretraining.max_stepz"):
         load_config(REPOSITORY / "search" / "configs" / "tiny.yaml", {"evaluator.biws.pretraining.max_stepz": 3})
 

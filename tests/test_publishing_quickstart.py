@@ -43,7 +43,11 @@ def test_quickstart_smoke_runs_every_stage_on_the_demo_data(tmp_path):
         arguments_file = REPOSITORY / stage["arguments_file"]  # relative to the repository, or absolute
         assert yaml.safe_load(arguments_file.read_text()) == stage["arguments"]
     search = record["stages"][1]["arguments"]
-    assert search["evaluator"]["biws"]["tokenizer"] == "demo_data/vocab.txt"  # the bundled data only
+    tiny = yaml.safe_load((REPOSITORY / "search" / "configs" / "tiny.yaml").read_text())
+    assert search["evaluator"]["biws"]["tokenizer"] == tiny["evaluator"]["biws"]["tokenizer"]  # the bundled data only
+    assert search["evaluator"]["biws"]["proxy"] == tiny["evaluator"]["biws"]["proxy"] and search["model"] == tiny["model"]
+    pretraining_arguments = record["stages"][2]["arguments"]  # the winner at the budget's width, BERT's vocabulary
+    assert pretraining_arguments["tokenizer"] == "demo_data/vocab.txt" and "hidden_size=32" in pretraining_arguments["config_overrides"]
 
     history = [json.loads(line) for line in (output_dir / "search" / "history.jsonl").read_text().splitlines()]
     assert len(history) == search["max_evaluations"] and any(entry["status"] == "ok" for entry in history)

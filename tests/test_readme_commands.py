@@ -74,6 +74,7 @@ SMOKE = {  # script → what the test appends to its README command
     "scripts/compare_strategies.py": ["--seeds", "2", "--budget", "6", "--population_size", "3", "--num_parents", "1",
                                       "--children_per_parent", "1"],
     "scripts/fidelity.py": ["--num_architectures", "2", "--pretraining_steps", "2", "--finetuning_steps", "2"],
+    "scripts/proxy_reliability.py": ["--architectures", "2", *SEARCH_SMOKE],
     "scripts/export_onnx.py": [],
     "scripts/estimate_search_scale.py": [],
     "scripts/report_benchmark.py": [],

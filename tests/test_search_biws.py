@@ -23,8 +23,9 @@ from search.state import load_state
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "demo_data"
 
-SMOKE = {  # tiny.yaml, cut to seconds per candidate
+SMOKE = {  # tiny.yaml, cut to seconds per candidate, with the paper's GLUE proxy (tiny.yaml's own: mlm_loss)
     "max_evaluations": 3,
+    "evaluator.biws.proxy": "glue",
     "search.population_size": 2,
     "search.num_parents": 1,
     "search.children_per_parent": 1,
@@ -33,6 +34,7 @@ SMOKE = {  # tiny.yaml, cut to seconds per candidate
     "evaluator.biws.pretraining.validation_files": [str(DATA / "wikitext-2-raw" / "wiki.demo-test.raw")],
     "evaluator.biws.pretraining.max_validation_examples": 32,
     "evaluator.biws.pretraining.max_steps": 2,
+    "evaluator.biws.pretraining.max_seq_length": 32,
     "evaluator.biws.pretraining.batch_size": 4,
     "evaluator.biws.pretraining.max_examples": 64,
     "evaluator.biws.finetuning.data_dir": str(DATA / "glue"),
@@ -153,13 +155,19 @@ def test_a_latency_budget_makes_slow_candidates_infeasible_before_training(tmp_p
 
 
 def test_the_mlm_loss_proxy_scores_by_held_out_loss_without_finetuning(tmp_path):
-    from search.biws_evaluator import BiwsEvaluator
+    from search.biws_evaluator import BiwsEvaluator, score_only_trained_tokens
 
     evaluator = BiwsEvaluator.from_config(smoke_config(tmp_path, **{"evaluator.biws.proxy": "mlm_loss"}))
     architecture = [{"type": "conv", "kernel_size": 3}, {"type": "conv", "kernel_size": 5}]
     result = evaluator.evaluate(architecture, EvaluationContext(0, 0, tmp_path / "scratch"))
     assert result.score == -result.metrics["held_out_mlm_loss"] and "finetuning_seconds" not in result.cost
     assert not any(name.startswith("rte/") for name in result.metrics)
+    trained = {token for ids in evaluator.pretraining_data["input_ids"] for token in ids}
+    scored = [label for batch in evaluator.held_out for label in batch["labels"][batch["labels"] != -100].tolist()]
+    assert scored and set(scored) <= trained  # held-out tokens no training pair contains are not scored (seed noise)
+    batch = {"input_ids": torch.tensor([[5, 6, 7, 8]]), "labels": torch.tensor([[-100, 6, 7, 9]])}
+    filtered = score_only_trained_tokens(batch, torch.tensor([6, 9]))
+    assert filtered["labels"].tolist() == [[-100, 6, -100, 9]] and filtered["input_ids"] is batch["input_ids"]
 
 
 def test_sequences_longer_than_the_position_embeddings_are_a_config_error(tmp_path):
