@@ -386,10 +386,14 @@ def load_state(directory: str | os.PathLike) -> SearchState:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
+        if error.end == len(raw):  # cut inside a multi-byte character: the file ends early
+            raise StateFileError(f"{path}: not valid JSON, it ends early (truncated?) inside a character at byte {error.start}") from None
         raise StateFileError(f"{path}: not UTF-8 text (byte {error.start} of {len(raw)}): the file is garbled or not a search state") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        problem = "it ends early (truncated?)" if error.pos >= len(text.rstrip()) else "garbled"
+        # The parser reached the end of the text: at the error itself, or scanning for a string's closing quote.
+        ends_early = error.pos >= len(text.rstrip()) or error.msg.startswith("Unterminated string")
+        problem = "it ends early (truncated?)" if ends_early else "garbled"
         raise StateFileError(f"{path}: not valid JSON, {problem} ({error})") from None
     return SearchState.from_json(data, str(path))

@@ -86,7 +86,10 @@ def _corrupt(field_path: str, value):
 
 
 BYTE_CORRUPTIONS = {  # the file's bytes damaged: (damage, what the error must say)
-    "truncated": (lambda data: data[: len(data) // 2], r"not valid JSON, it ends early \(truncated\?\)"),
+    **{  # cut anywhere: inside a string, a number, a key, between tokens
+        f"truncated at {share:.0%}": (lambda data, share=share: data[: int(len(data) * share)], r"not valid JSON, it ends early \(truncated\?\)")
+        for share in (0.13, 0.31, 0.5, 0.77, 0.97)
+    },
     "garbled bytes": (lambda data: data[:40] + b"\xff\xfe\x00" + data[43:], r"not UTF-8 text \(byte 40 of"),
     "not an object": (lambda data: b"[1, 2]", r"the document: expected an object, got list"),
 }
