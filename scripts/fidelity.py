@@ -5,9 +5,9 @@
     python scripts/fidelity.py --search_dir runs/opnas-tiny [--num_architectures 5]
                                [--pretraining_steps 200] [--finetuning_steps 100]
 
-``--benchmark``: takes a seeded sample of the table's architectures and evaluates them through BIWS (weight
-sharing, proxy ``mlm_loss``) at the table protocol's sizes, data and held-out tokens, in ``--orders`` seeded
-random orders, three ways — sequential BIWS, generation-synchronous BIWS, and generation-synchronous BIWS minus a
+``--benchmark``: takes a seeded sample of the table's architectures (``--sample spread``: evenly over its
+ranking) and evaluates them through BIWS (weight sharing, proxy ``mlm_loss``) at the table protocol's sizes, data
+and held-out tokens, in ``--orders`` seeded random orders, three ways — sequential BIWS, generation-synchronous BIWS, and generation-synchronous BIWS minus a
 control architecture re-scored each generation (``search/fidelity.py``) — then reports Kendall's τ against the
 table's scores with a bootstrap interval, the table's seed-to-seed τ ceiling on the same architectures, and the
 super-net-age confound (Spearman's ρ of score against evaluation index) before and after the mitigation. Each
@@ -49,6 +49,7 @@ from search.controller import candidate_seed
 from search.evaluator import EvaluationContext
 from search.fidelity import (
     BEFORE,
+    SAMPLES,
     VARIANTS,
     OrderRun,
     biws_setup_for,
@@ -58,6 +59,7 @@ from search.fidelity import (
     protocol_evaluator,
     run_order,
     sample_entries,
+    spread_over_ranking,
     table_protocol,
 )
 from search.state import CONFIG_COPY, atomic_write_json, load_state
@@ -70,6 +72,9 @@ class FidelityArguments:
     search_dir: str | None = dataclasses.field(default=None, metadata={"help": "A finished (or running) search's output_dir."})
     num_architectures: int | None = dataclasses.field(
         default=None, metadata={"help": "Architectures to evaluate (default: 20 of a table; 5 of a search, spread over its ranking)."}
+    )
+    sample: str = dataclasses.field(
+        default="random", metadata={"help": f"--benchmark: {list(SAMPLES)}: seeded draw, or evenly over the table's ranking."}
     )
     orders: int = dataclasses.field(default=2, metadata={"help": "--benchmark: independent random evaluation orders."})
     steps: int | None = dataclasses.field(default=None, metadata={"help": "--benchmark: BIWS steps per candidate (default: the protocol's)."})
@@ -88,14 +93,6 @@ class FidelityArguments:
     json: bool = dataclasses.field(default=False, metadata={"help": "End with one line of JSON."})
 
 
-def spread_over_ranking(records: list, count: int) -> list:
-    """``count`` records evenly spaced over the score ranking (best and worst included)."""
-    ranked = sorted(records, key=lambda record: (-record.score, record.index))
-    if count >= len(ranked):
-        return ranked
-    return [ranked[round(i * (len(ranked) - 1) / (count - 1))] for i in range(count)] if count > 1 else ranked[:1]
-
-
 def search_fidelity(arguments: FidelityArguments, command: str) -> dict:
     search_dir = Path(arguments.search_dir)
     config = dataclass_from_mapping(SearchConfig, json.loads((search_dir / CONFIG_COPY).read_text()))
@@ -109,7 +106,8 @@ def search_fidelity(arguments: FidelityArguments, command: str) -> dict:
     records = [record for record in load_state(search_dir).history if record.status == "ok"]
     if len(records) < 2:
         raise ValueError(f"{search_dir}: Kendall's τ needs at least two successful candidates, found {len(records)}")
-    chosen = spread_over_ranking(records, arguments.num_architectures or 5)
+    ranked = sorted(records, key=lambda record: (-record.score, record.index))
+    chosen = spread_over_ranking(ranked, arguments.num_architectures or 5)
     evaluator = BiwsEvaluator(longer, config.model, config.space.num_layers, config.seed)
 
     rows = []
@@ -152,7 +150,7 @@ def benchmark_fidelity(arguments: FidelityArguments, command: str) -> dict:
     table = BenchmarkTable.load(table_path)
     protocol = table_protocol(table, str(table_path))
     count = arguments.num_architectures or 20
-    entries, control = sample_entries(table, count, arguments.seed)
+    entries, control = sample_entries(table, count, arguments.seed, arguments.sample)
     orders = evaluation_orders(count, arguments.orders, arguments.seed)
     generation_size = arguments.generation_size or paper_settings_for(len(table)).num_parents * paper_settings_for(len(table)).children_per_parent
     work_dir = Path(arguments.work_dir or Path("runs") / "fidelity" / table_path.stem)
@@ -160,7 +158,8 @@ def benchmark_fidelity(arguments: FidelityArguments, command: str) -> dict:
     steps = settings.pretraining.max_steps
     architectures = [entry.architecture for entry in entries]
     print(
-        f"table {table.name!r} ({len(table)} architectures, seeds {list(table.seeds)}): {count} sampled (seed {arguments.seed}), "
+        f"table {table.name!r} ({len(table)} architectures, seeds {list(table.seeds)}): {count} sampled ({arguments.sample}, seed "
+        f"{arguments.seed}), "
         f"{arguments.orders} orders, {steps} BIWS steps per candidate (protocol: {protocol.steps} from scratch), "
         f"generations of {generation_size}, control {architecture_key(control.architecture)}"
     )
@@ -206,6 +205,7 @@ def benchmark_fidelity(arguments: FidelityArguments, command: str) -> dict:
             "table_name": table.name,
             "table_size": len(table),
             "num_architectures": count,
+            "sample": arguments.sample,
             "orders": arguments.orders,
             "order_positions": orders,
             "architectures": [architecture_key(layers) for layers in architectures],

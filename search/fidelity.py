@@ -168,9 +168,23 @@ def age_correlation(scores_in_order: Sequence[Sequence[float]]) -> tuple[RankSta
 # ---------------------------------------------------------------------------------------------------------
 
 
-def sample_entries(table: BenchmarkTable, count: int, seed: int) -> tuple[list[TableEntry], TableEntry]:
-    """``count`` entries drawn with ``random.Random(seed)`` and, drawn after them, the control: an entry outside
-    the sample."""
+SAMPLES = ("random", "spread")
+
+
+def spread_over_ranking(ranked: Sequence[Any], count: int) -> list[Any]:
+    """``count`` items evenly spaced over an already ranked list (first and last included)."""
+    if count >= len(ranked):
+        return list(ranked)
+    return [ranked[round(i * (len(ranked) - 1) / (count - 1))] for i in range(count)] if count > 1 else list(ranked[:1])
+
+
+def sample_entries(table: BenchmarkTable, count: int, seed: int, how: str = "random") -> tuple[list[TableEntry], TableEntry]:
+    """``count`` entries and a control entry outside them. ``random``: all drawn with ``random.Random(seed)``, the
+    control last. ``spread``: evenly spaced over the table's ranking by mean score (so the sample spans the
+    differences the table can show; the seed-to-seed ceiling is then optimistic, as entries were picked by a
+    mean that holds both seeds' noise), the control drawn at random from the rest."""
+    if how not in SAMPLES:
+        raise FidelityError(f"sample: expected one of {list(SAMPLES)}, got {how!r}")
     if count < 3:
         raise FidelityError(f"num_architectures: Kendall τ and its bootstrap need at least 3 architectures, got {count}")
     if count + 1 > len(table):
@@ -178,8 +192,14 @@ def sample_entries(table: BenchmarkTable, count: int, seed: int) -> tuple[list[T
             f"num_architectures={count}: table {table.name!r} holds {len(table)} architectures, and one more than the sample "
             "is needed for the control architecture"
         )
-    drawn = random.Random(seed).sample(range(len(table)), count + 1)
-    return [table.entries[position] for position in drawn[:count]], table.entries[drawn[count]]
+    rng = random.Random(seed)
+    if how == "random":
+        drawn = rng.sample(range(len(table)), count + 1)
+        return [table.entries[position] for position in drawn[:count]], table.entries[drawn[count]]
+    ranked = sorted(range(len(table)), key=lambda position: (-table.entries[position].score, position))
+    chosen = spread_over_ranking(ranked, count)
+    rest = sorted(set(range(len(table))) - set(chosen))
+    return [table.entries[position] for position in chosen], table.entries[rng.choice(rest)]
 
 
 def evaluation_orders(count: int, orders: int, seed: int) -> list[list[int]]:

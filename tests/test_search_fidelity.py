@@ -145,3 +145,11 @@ def test_the_command_reports_every_number_and_a_second_run_reuses_the_orders(tmp
     monkeypatch.setattr("search.fidelity.run_order", lambda *args, **kwargs: pytest.fail("an order was evaluated again"))
     again, _ = _run_fidelity(arguments, capsys)
     assert again["variants"] == written["variants"]
+
+
+def test_a_spread_sample_spans_the_table_ranking_from_best_to_worst():
+    table = _table()
+    sample, control = sample_entries(table, 5, seed=0, how="spread")
+    ranked = sorted(table.entries, key=lambda entry: -entry.score)
+    assert sample[0] == ranked[0] and sample[-1] == ranked[-1] and control not in sample
+    assert [entry.score for entry in sample] == sorted((entry.score for entry in sample), reverse=True)
