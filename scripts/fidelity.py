@@ -26,7 +26,6 @@ with the reason beside it).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import shutil
@@ -42,6 +41,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 from transformers import HfArgumentParser
 
 from modeling_autobert_zero.architecture import architecture_key
+from search.benchmark_protocol import file_sha256
 from search.biws_evaluator import BiwsEvaluator
 from search.comparison import paper_settings_for
 from search.config import SearchConfig, dataclass_from_mapping
@@ -165,11 +165,12 @@ def benchmark_fidelity(arguments: FidelityArguments, command: str) -> dict:
     )
 
     runs = []
-    table_digest = hashlib.sha256(table_path.read_bytes()).hexdigest()
+    data_digests = {path: file_sha256(path) for path in (protocol.text_file, protocol.vocab_file)}
     for order, positions in enumerate(orders):
         order_seed = candidate_seed(arguments.seed, order)
         inputs = {
-            "table_sha256": table_digest,
+            "protocol": protocol.to_json(),  # what BIWS trains on; the table's scores do not enter an order's run
+            "data_sha256": data_digests,
             "architectures": [architecture_key(layers) for layers in architectures],
             "control": architecture_key(control.architecture),
             "positions": positions,
