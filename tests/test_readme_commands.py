@@ -31,7 +31,7 @@ from training.console import STEP_LOGGER
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 README = REPOSITORY / "README.md"
-LINKED = ("demo_data", "configs", "scripts", "search")
+LINKED = ("demo_data", "configs", "scripts", "search", "benchmarks")
 FRESH_MACHINE = "python3 -m venv"  # the README's first two lines: run by CI (.ci/run) and the quickstart test
 PLACEHOLDERS = {  # the Models section's conversion example names a BERT checkpoint: the README's own baseline
     "path/to/bert": "runs/pretrain-bert",
@@ -74,7 +74,9 @@ SMOKE = {  # script → what the test appends to its README command
     "search/plots.py": [],
     "scripts/compare_strategies.py": ["--seeds", "2", "--budget", "6", "--population_size", "3", "--num_parents", "1",
                                       "--children_per_parent", "1"],
-    "scripts/fidelity.py": ["--num_architectures", "2", "--pretraining_steps", "2", "--finetuning_steps", "2"],
+    # --search_dir: the smoke search's 2 candidates (3 asks for all); --benchmark: 3 of the table, 2 BIWS steps each
+    "scripts/fidelity.py": ["--num_architectures", "3", "--pretraining_steps", "2", "--finetuning_steps", "2", "--steps", "2",
+                            "--bootstrap_replicates", "200"],
     "scripts/export_onnx.py": [],
     "scripts/estimate_search_scale.py": [],
 }
