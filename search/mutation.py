@@ -25,7 +25,8 @@ Rules that keep every child valid, canonical and new without ever evaluating an 
 - **Which ops a position offers: conditional validity at draw time.** For an edit at position ``p`` of a
   given parent program, the op is drawn from the position's distribution restricted to the ops that can
   be valid there: those for which some choice of operands yields a valid, canonical program different from
-  the parent (:func:`edit_results`). No probability goes to an op that cannot be used (such as ``matmul``
+  the parent (:func:`edit_results`) — for a replacement, the current op included, with other operands. No
+  probability goes to an op that cannot be used (such as ``matmul``
   of two ``(n, d)`` inputs at position 0). If every program the drawn op yields is already known (or over
   the objective's budgets), that op is removed and the draw repeated over the rest; an edit with no usable
   op is replaced by another (layer, edit, position); and when no edit of the inter-layer mutation's result
@@ -303,20 +304,27 @@ def _edit_program(
         child = _first_accepted(edit_results(program, space, "delete", position, None), rng, accept)
         return None if child is None else (child, f"delete {position} ({program.instructions[position].op})")
     old_op = program.instructions[position].op if edit == "replace" else None
-    children = {op: edit_results(program, space, edit, position, op) for op in space.ops if op != old_op}
+    # A replacement may keep the op and change its operands: the op is drawn from the position's distribution
+    # over every op that yields a new program there (the paper samples the new op from the whole distribution).
+    # Without this, a space whose positions each admit one op (e.g. cosine then matmul) has no intra-layer
+    # child at all, and evolution there silently degrades to random sampling.
+    children = {op: edit_results(program, space, edit, position, op) for op in space.ops}
     options = [op for op, results in children.items() if results]  # the ops that can be valid here
     diagnostics.options_offered += len(options)
     diagnostics.options_excluded += len(children) - len(options)
     while options:
         op = draw_option(options, guide.op_probabilities(position, options), rng)
         diagnostics.op_draws += 1
-        preferred = _kept_arguments_child(program, space, position, op) if edit == "replace" else None
+        preferred = _kept_arguments_child(program, space, position, op) if edit == "replace" and op != old_op else None
         child = _first_accepted(children[op], rng, accept, preferred)
         if child is not None:
             diagnostics.positions[position] += 1
             if len(child) <= position or child.instructions[position].op != op:
                 diagnostics.landed_elsewhere += 1
-            text = f"replace {position}: {old_op} -> {op}" if edit == "replace" else f"insert {position}: {op}"
+            if edit == "insert":
+                text = f"insert {position}: {op}"
+            else:
+                text = f"replace {position}: {old_op} -> {op}" + (" (new operands)" if op == old_op else "")
             return child, text
         diagnostics.ops_without_new_child += 1
         options.remove(op)

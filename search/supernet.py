@@ -56,7 +56,7 @@ from torch.nn.utils import parametrize
 from transformers.initialization import no_init_weights
 
 from modeling_autobert_zero import AutoBertZeroConfig, AutoBertZeroForPreTraining
-from modeling_autobert_zero.configuration_autobert_zero import CONV_KERNEL_SIZES
+from modeling_autobert_zero.architecture import CONV_KERNEL_SIZES
 from modeling_autobert_zero.modeling_autobert_zero import AutoBertZeroLightweightConv, AutoBertZeroSearchedAttention
 
 from .state import atomic_write_bytes

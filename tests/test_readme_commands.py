@@ -31,12 +31,11 @@ from training.console import STEP_LOGGER
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 README = REPOSITORY / "README.md"
-LINKED = ("demo_data", "configs", "scripts", "search", "benchmarks")
+LINKED = ("demo_data", "configs", "scripts", "search", "benchmarks")  # read only: no README command writes there
 FRESH_MACHINE = "python3 -m venv"  # the README's first two lines: run by CI (.ci/run) and the quickstart test
 PLACEHOLDERS = {  # the Models section's conversion example names a BERT checkpoint: the README's own baseline
     "path/to/bert": "runs/pretrain-bert",
     "path/to/autobert-zero-bert": "runs/autobert-zero-bert",
-    "benchmarks/TABLE.json": "runs/t361.json",  # the synthetic table the README writes in the same section
 }
 SEARCH_SMOKE = [
     "max_evaluations=2", "search.population_size=2", "search.num_parents=1", "search.children_per_parent=1",
@@ -79,6 +78,7 @@ SMOKE = {  # script → what the test appends to its README command
                             "--bootstrap_replicates", "200"],
     "scripts/export_onnx.py": [],
     "scripts/estimate_search_scale.py": [],
+    "scripts/report_benchmark.py": [],
 }
 PIP_EXTRA = re.compile(r'pip install -e "\.\[(\w+)\]"')  # installs an extra of setup.cfg (CI has them all: dev)
 

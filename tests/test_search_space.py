@@ -320,3 +320,23 @@ def test_parameter_count_matches_the_model(seed):
     with torch.device("meta"):
         model = AutoBertZeroModel(config)
     assert count_backbone_parameters(architecture, dims) == sum(parameter.numel() for parameter in model.parameters())
+
+
+ONE_OP_PER_POSITION = SearchSpace(  # benchmarks/mini_3layer.json's space: cosine at position 0, matmul at 1
+    num_layers=3, kernel_sizes=(3, 65), ops=("matmul", "cosine"), inputs=("Q", "K"), min_program_length=2, max_program_length=2
+)
+
+
+def test_a_replacement_may_keep_the_op_and_change_its_operands():
+    """Where every position admits one op, operand changes are the only intra-layer children; without them
+    evolution there has no child of an attention layer and falls back to random sampling."""
+    program = parse_program("matmul(cosine(K, K), Q)")
+    assert [child.to_json() for child in edit_results(program, ONE_OP_PER_POSITION, "replace", 0, "cosine")]
+    rng = random.Random(0)
+    for _ in range(50):
+        parent = sample_architecture(ONE_OP_PER_POSITION, rng)
+        if not any(layer["type"] == "attention" for layer in parent):
+            continue
+        mutation = intra_layer_mutation(parent, ONE_OP_PER_POSITION, UniformGuide(), rng, known_only(parent))
+        assert mutation is not None and "(new operands)" in mutation.description
+        assert_valid_and_canonical(mutation.architecture, ONE_OP_PER_POSITION)
