@@ -248,12 +248,16 @@ def _report(summary: dict, output: Path) -> None:
         f"whole table {_number(summary['table_seed_tau'])}, ICC {_number(summary['table_icc'])}"
     )
     print(
-        f"age correlation (Spearman, score vs index): before {_number(summary['age_correlation_before'])} "
+        f"age correlation (Spearman, score vs index, orders pooled): before {_number(summary['age_correlation_before'])} "
         f"(p = {_number(summary['age_correlation_before_p'])}), after {_number(summary['age_correlation_after'])} "
         f"(p = {_number(summary['age_correlation_after_p'])})"
     )
     for variant, numbers in summary["variants"].items():
-        print(f"  {variant:>18}: tau {_number(numbers['kendall_tau'])}, age rho {_number(numbers['age_correlation'])}")
+        print(
+            f"  {variant:>18}: tau {_number(numbers['kendall_tau'])}, age rho pooled {_number(numbers['age_correlation'])}, "
+            "per order " + ", ".join(_number(value) for value in numbers["age_correlation_per_order"])
+            + f" (mean |rho| {_number(numbers['age_correlation_per_order_mean_abs'])})"
+        )
     print(f"goals: {summary['goals']} -> {output}")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import runpy
+import statistics
 import sys
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def test_orders_are_seeded_distinct_permutations():
 def test_age_correlation_is_spearman_of_score_against_index():
     pooled, per_order = age_correlation([[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0]])
     assert [statistic.value for statistic in per_order] == pytest.approx([1.0, -1.0])
-    assert pooled.value == pytest.approx(0.0, abs=1e-12) and pooled.count == 8
+    assert pooled.value == pytest.approx(0.0, abs=1e-12) and pooled.count == 8  # opposite drifts cancel when pooled
 
 
 def test_the_sample_is_seeded_and_the_control_lies_outside_it():
@@ -139,6 +140,9 @@ def test_the_command_reports_every_number_and_a_second_run_reuses_the_orders(tmp
     assert len(written["kendall_tau_per_order"]) == 2 and written["orders"] == 2 and written["num_architectures"] == 3
     assert written["biws_steps"] == TINY_PROTOCOL.steps and written["candidates_trained"] == 2 * (3 + 3 + 2)
     assert set(written["variants"]) == {"sequential", "generation", "generation_control"}
+    before = written["variants"]["sequential"]
+    assert before["age_correlation_per_order_mean_abs"] == pytest.approx(statistics.fmean(map(abs, before["age_correlation_per_order"])))
+    assert written["age_correlation_before_per_order_mean_abs"] == before["age_correlation_per_order_mean_abs"]
     assert written["order_positions"][0] != written["order_positions"][1]
     for order in (0, 1):  # the orders are kept; the same command reads them back instead of training again
         assert (tmp_path / "work" / f"order-{order}.json").is_file()
