@@ -240,7 +240,9 @@ def _report(summary: dict, output: Path) -> None:
     )
     print(
         f"Kendall tau before (sequential BIWS): {_number(summary['kendall_tau_before'])} "
-        f"[{_number(summary['kendall_tau_before_ci_low'])}, {_number(summary['kendall_tau_before_ci_high'])}]"
+        f"[{_number(summary['kendall_tau_before_ci_low'])}, {_number(summary['kendall_tau_before_ci_high'])}]; gain "
+        f"{_number(summary['kendall_tau_gain'])} [paired bootstrap {_number(summary['kendall_tau_gain_ci_low'])}, "
+        f"{_number(summary['kendall_tau_gain_ci_high'])}]"
     )
     print(
         f"seed-to-seed ceiling (table seed 0 vs seed 1, same architectures): {_number(summary['seed_tau_ceiling'])} "

@@ -128,26 +128,46 @@ class BootstrapInterval:
     confidence: float
 
 
-def bootstrap_kendall_interval(
-    x: Sequence[float], y: Sequence[float], replicates: int = 2000, seed: int = 0, confidence: float = 0.95
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float | None], count: int, replicates: int = 2000, seed: int = 0, confidence: float = 0.95
 ) -> BootstrapInterval:
-    """Percentile bootstrap interval of Kendall's τ over pairs (architectures) resampled with replacement,
-    from a seeded generator. Resamples whose τ is undefined are left out and counted."""
+    """Percentile bootstrap interval of ``statistic(indices)`` over ``count`` items (architectures) resampled
+    with replacement, from a seeded generator. Resamples where the statistic is undefined (None) are left out
+    and counted."""
     if replicates < 1:
         raise ValueError(f"bootstrap replicates: expected a positive integer, got {replicates}")
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) != len(y) or len(x) < 2:
-        raise ValueError(f"bootstrap of Kendall's τ needs two equally long series of at least 2 values, got {len(x)} and {len(y)}")
+    if count < 2:
+        raise ValueError(f"a bootstrap over {count} item(s): expected at least 2")
     rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(replicates):
-        chosen = rng.integers(0, len(x), size=len(x))
-        statistic = kendall_tau(x[chosen], y[chosen])
-        if statistic.value is not None:
-            values.append(statistic.value)
+    values = [statistic(rng.integers(0, count, size=count)) for _ in range(replicates)]
+    values = [value for value in values if value is not None]
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = (float(v) for v in np.percentile(values, [tail, 100.0 - tail])) if values else (None, None)
     return BootstrapInterval(low, high, replicates, replicates - len(values), confidence)
+
+
+def bootstrap_kendall_interval(
+    x: Sequence[float], y: Sequence[float], replicates: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> BootstrapInterval:
+    """Percentile bootstrap interval of Kendall's τ between ``x`` and ``y``, pairs resampled."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) != len(y):
+        raise ValueError(f"bootstrap of Kendall's τ of {len(x)} against {len(y)} values")
+    return bootstrap_interval(lambda chosen: kendall_tau(x[chosen], y[chosen]).value, len(x), replicates, seed, confidence)
+
+
+def bootstrap_kendall_gain(
+    better: Sequence[float], worse: Sequence[float], reference: Sequence[float], replicates: int = 2000, seed: int = 0
+) -> BootstrapInterval:
+    """Paired bootstrap interval of τ(better, reference) − τ(worse, reference): both τ on the same resampled
+    architectures, so the interval is that of the difference, not of two independent estimates."""
+    better, worse, reference = (np.asarray(values, dtype=float) for values in (better, worse, reference))
+
+    def gain(chosen: np.ndarray) -> float | None:
+        first, second = kendall_tau(better[chosen], reference[chosen]).value, kendall_tau(worse[chosen], reference[chosen]).value
+        return None if first is None or second is None else first - second
+
+    return bootstrap_interval(gain, len(reference), replicates, seed)
 
 
 def seed_tau_ceiling(entries: Sequence[TableEntry]) -> RankStatistic:
@@ -441,10 +461,16 @@ def fidelity_summary(
         ceiling_interval = bootstrap_kendall_interval([e.scores[0] for e in entries], [e.scores[1] for e in entries], replicates, seed)
         whole_table = seed_tau_ceiling(table.entries)
     after, before = variants[mitigation], variants[BEFORE]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        gain = bootstrap_kendall_gain(after["scores"], before["scores"], table_scores, replicates, seed)
     tau, age_before, age_after = after["kendall_tau"], before["age_correlation"], after["age_correlation"]
     return {
         **_renamed(after, "kendall_tau", "kendall_tau"),
         **_renamed(before, "kendall_tau", "kendall_tau_before"),
+        "kendall_tau_gain": None if tau is None or before["kendall_tau"] is None else tau - before["kendall_tau"],
+        "kendall_tau_gain_ci_low": gain.low,  # paired bootstrap of tau(after) - tau(before)
+        "kendall_tau_gain_ci_high": gain.high,
         **ceiling.to_json("seed_tau_ceiling"),
         "seed_tau_ceiling_ci_low": ceiling_interval.low,
         "seed_tau_ceiling_ci_high": ceiling_interval.high,

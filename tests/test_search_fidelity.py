@@ -17,6 +17,7 @@ from search.benchmark_protocol import MiniPretrainingProtocol
 from search.fidelity import (
     FidelityError,
     age_correlation,
+    bootstrap_kendall_gain,
     bootstrap_kendall_interval,
     evaluation_orders,
     kendall_tau,
@@ -76,6 +77,8 @@ def test_the_bootstrap_interval_is_seeded_and_holds_the_point_estimate():
     assert interval.low < tau < interval.high and -1 <= interval.low and interval.high <= 1
     assert interval == bootstrap_kendall_interval(x, y, replicates=2000, seed=1)
     assert interval != bootstrap_kendall_interval(x, y, replicates=2000, seed=2)
+    gain = bootstrap_kendall_gain(x, y, x, replicates=500, seed=1)  # tau(x, x) = 1 against tau(y, x)
+    assert gain.low <= 1 - tau <= gain.high and gain.high <= 2
 
 
 def test_orders_are_seeded_distinct_permutations():
@@ -137,6 +140,7 @@ def test_the_command_reports_every_number_and_a_second_run_reuses_the_orders(tmp
         reason = written.get(f"{name}_undefined_reason")
         assert all(v is not None and math.isfinite(v) for v in defined) or reason, (name, value)
     assert written["kendall_tau_ci_low"] <= written["kendall_tau"] <= written["kendall_tau_ci_high"]
+    assert written["kendall_tau_gain"] == pytest.approx(written["kendall_tau"] - written["kendall_tau_before"])
     assert len(written["kendall_tau_per_order"]) == 2 and written["orders"] == 2 and written["num_architectures"] == 3
     assert written["biws_steps"] == TINY_PROTOCOL.steps and written["candidates_trained"] == 2 * (3 + 3 + 2)
     assert set(written["variants"]) == {"sequential", "generation", "generation_control"}
