@@ -390,6 +390,8 @@ def load_state(directory: str | os.PathLike) -> SearchState:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        problem = "it ends early (truncated?)" if error.pos >= len(text.rstrip()) else "garbled"
+        # a cut inside a string is reported at the string's start, not at the end of the text
+        ends_early = error.pos >= len(text.rstrip()) or error.msg.startswith("Unterminated string")
+        problem = "it ends early (truncated?)" if ends_early else "garbled"
         raise StateFileError(f"{path}: not valid JSON, {problem} ({error})") from None
     return SearchState.from_json(data, str(path))
