@@ -7,8 +7,9 @@
 
 ``--benchmark``: takes a seeded sample of the table's architectures (``--sample spread``: evenly over its
 ranking) and evaluates them through BIWS (weight sharing, proxy ``mlm_loss``) at the table protocol's sizes, data
-and held-out tokens, in ``--orders`` seeded random orders, three ways — sequential BIWS, generation-synchronous BIWS, and generation-synchronous BIWS minus a
-control architecture re-scored each generation (``search/fidelity.py``) — then reports Kendall's τ against the
+and held-out tokens, in ``--orders`` seeded random orders, three ways — sequential BIWS, generation-synchronous
+BIWS, and generation-synchronous BIWS minus a control architecture re-scored each generation
+(``search/fidelity.py``) — then reports Kendall's τ against the
 table's scores with a bootstrap interval, the table's seed-to-seed τ ceiling on the same architectures, and the
 super-net-age confound (Spearman's ρ of score against evaluation index) before and after the mitigation. Each
 finished order is kept in ``--work_dir`` and reused when the same command runs again. Writes ``--output``

@@ -366,13 +366,15 @@ def run_order(
     generation, controls = [], []
     for start in range(0, len(positions), generation_size):
         snapshot = evaluator.snapshot()
-        jobs = [CandidateJob(index, seeds[index], list(architectures[positions[index]])) for index in range(start, min(start + generation_size, len(positions)))]
+        indices = range(start, min(start + generation_size, len(positions)))
+        jobs = [CandidateJob(index, seeds[index], list(architectures[positions[index]])) for index in indices]
         control_job = CandidateJob(-1, control_seed, list(control))
         outcomes = {job.index: outcome for job, outcome in executor.evaluate(evaluator, snapshot, [control_job, *jobs])}
         control_score = _checked_score(outcomes[-1].result, f"the control ({outcomes[-1].error or 'ok'})")
         for job in jobs:  # proposal order, as the search commits a generation
             outcome = outcomes[job.index]
-            generation.append(_checked_score(outcome.result, f"generation-synchronous BIWS of candidate {job.index} ({outcome.error or 'ok'})"))
+            what = f"generation-synchronous BIWS of candidate {job.index} ({outcome.error or 'ok'})"
+            generation.append(_checked_score(outcome.result, what))
             controls.append(control_score)
             evaluator.apply(outcome.write_back, f"candidate {job.index}'s write-back")
     scores = {
