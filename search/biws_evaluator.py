@@ -372,6 +372,7 @@ class BiwsEvaluator(Evaluator):
             "learning_rate": stage.learning_rate,
             "warmup_steps": stage.warmup_ratio,  # a float below 1 is a fraction of the steps
             "weight_decay": stage.weight_decay,
+            "max_grad_norm": stage.max_grad_norm,
             "seed": seed,
             "save_strategy": "no",
             "report_to": "none",

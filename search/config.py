@@ -52,7 +52,8 @@ def split_global_batch(batch_size: int, world_size: int, max_per_device: int | N
 class PretrainingSettings:
     """The short MLM + NSP pretraining every candidate gets (paper: 40k steps). ``batch_size`` is the global
     batch, whatever the number of processes; ``max_per_device_batch_size`` (None: no limit) splits it into
-    gradient-accumulation steps where one device cannot hold its share (:func:`split_global_batch`)."""
+    gradient-accumulation steps where one device cannot hold its share (:func:`split_global_batch`).
+    ``max_grad_norm``: global gradient-norm clipping (0 turns it off; 1.0 is BERT's and the `Trainer`'s)."""
 
     train_files: tuple[str, ...] = ()
     max_seq_length: int = 128
@@ -62,6 +63,7 @@ class PretrainingSettings:
     learning_rate: float = 1e-4
     warmup_ratio: float = 0.01
     weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
     mlm_probability: float = 0.15
     nsp_probability: float = 0.5
     max_examples: int | None = None
@@ -72,7 +74,7 @@ class PretrainingSettings:
 @dataclasses.dataclass(frozen=True)
 class FinetuningSettings:
     """The GLUE proxy: each task finetuned from the pretrained candidate, score = mean dev metric. ``batch_size``
-    is the global batch, as in :class:`PretrainingSettings`."""
+    is the global batch and ``max_grad_norm`` the clipping, as in :class:`PretrainingSettings`."""
 
     tasks: tuple[str, ...] = ("rte",)
     data_dir: str = "demo_data/glue"
@@ -83,6 +85,7 @@ class FinetuningSettings:
     learning_rate: float = 5e-5
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
 

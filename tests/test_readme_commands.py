@@ -73,7 +73,9 @@ SMOKE = {  # script → what the test appends to its README command
     "search/plots.py": [],
     "scripts/compare_strategies.py": ["--seeds", "2", "--budget", "6", "--population_size", "3", "--num_parents", "1",
                                       "--children_per_parent", "1"],
-    "scripts/fidelity.py": ["--num_architectures", "2", "--pretraining_steps", "2", "--finetuning_steps", "2"],
+    # --search_dir: the smoke search's 2 candidates (3 asks for all); --benchmark: 3 of the table, 2 BIWS steps each, 1 order
+    "scripts/fidelity.py": ["--num_architectures", "3", "--pretraining_steps", "2", "--finetuning_steps", "2", "--steps", "2",
+                            "--orders", "1", "--bootstrap_replicates", "200"],
     "scripts/proxy_reliability.py": ["--architectures", "2", *SEARCH_SMOKE],
     "scripts/export_onnx.py": [],
     "scripts/estimate_search_scale.py": [],
