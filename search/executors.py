@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from .config import ExecutorSettings
+from .distributed import distributed_state
 from .evaluator import EvaluationContext, EvaluationResult, Evaluator
 
 
@@ -132,7 +133,12 @@ class LocalExecutor(Executor):
             scratch = self.scratch_dir / f"{job.index:06d}"
             with torch_threads(self.settings.cpus_per_candidate):
                 outcome = evaluate_candidate(evaluator, snapshot, job, scratch, self.is_main_process)
-            shutil.rmtree(scratch, ignore_errors=True)
+            # every process trained in the same scratch folder: it goes once all are done with it (a process
+            # that finished first must not delete the files the main process is still writing)
+            if self.num_processes > 1:
+                distributed_state().wait_for_everyone()
+            if self.is_main_process:
+                shutil.rmtree(scratch, ignore_errors=True)
             yield job, outcome
 
 
