@@ -19,7 +19,6 @@ from transformers import PreTrainedModel
 from .configuration_autobert_zero import AutoBertZeroConfig
 from .modeling_autobert_zero import (
     AutoBertZeroForMaskedLM,
-    AutoBertZeroForMultipleChoice,
     AutoBertZeroForPreTraining,
     AutoBertZeroForQuestionAnswering,
     AutoBertZeroForSequenceClassification,

@@ -24,7 +24,7 @@ from search.lock import LOCK_FILE, SearchLockedError
 from search.run_opnas import run_search
 from search.state import StateFileError, load_state
 from test_search_biws import SMOKE, smoke_config
-from test_search_loop import comparable, synthetic_config, synthetic_settings
+from test_search_loop import synthetic_config, synthetic_settings
 
 
 REPO = Path(__file__).resolve().parents[1]
